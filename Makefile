@@ -1,0 +1,58 @@
+# calypso-purse: build / test / demo targets. A thin wrapper over the compiler,
+# luarocks and busted; `make demo` and `make test` are all a newcomer needs.
+
+LUA_VERSION ?= 5.4
+CC          ?= cc
+CFLAGS      ?= -O2 -g
+WARN        := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+BASE_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN)
+MULTIARCH   := $(shell $(CC) -print-multiarch 2>/dev/null)
+CURL_INCDIR ?= /usr/include/$(MULTIARCH)
+LIBS        := -lcurl -lmbedcrypto
+
+SRC := $(wildcard src/*.c)
+HDR := $(wildcard src/*.h)
+
+# Per-runtime headers and interpreters (Debian paths).
+lua_inc_5.1 := /usr/include/lua5.1
+lua_inc_5.2 := /usr/include/lua5.2
+lua_inc_5.3 := /usr/include/lua5.3
+lua_inc_5.4 := /usr/include/lua5.4
+lua_inc_jit := /usr/include/luajit-2.1
+lua_bin_5.1 := lua5.1
+lua_bin_5.2 := lua5.2
+lua_bin_5.3 := lua5.3
+lua_bin_5.4 := lua5.4
+lua_bin_jit := luajit
+
+BUILD := build
+SO     = $(BUILD)/$(1)/calypso/purse.so
+
+.PHONY: all build deps demo test test-unit rock clean
+all: build
+
+deps:
+	@sh scripts/install-deps.sh
+
+build: $(call SO,$(LUA_VERSION))
+
+$(BUILD)/%/calypso/purse.so: $(SRC) $(HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -I$(lua_inc_$*) -I$(CURL_INCDIR) -shared -o $@ $(SRC) $(LIBS)
+
+# The bundled mock, then the quickstart against it.
+demo: deps build
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/$(LUA_VERSION)/?.so;;' \
+	  $(lua_bin_$(LUA_VERSION)) examples/quickstart.lua
+
+test: deps build rock
+	sh scripts/run-specs.sh $(LUA_VERSION)
+
+# Proves the rockspec builds and installs from a clean tree (into build/rocks).
+rock:
+	luarocks --lua-version $(LUA_VERSION) --tree $(BUILD)/rocks make --deps-mode=none \
+	  CURL_INCDIR=$(CURL_INCDIR) >$(BUILD)/rock.log 2>&1 || { cat $(BUILD)/rock.log; exit 1; }
+	@echo "rock: calypso-purse installed into $(BUILD)/rocks for Lua $(LUA_VERSION)"
+
+clean:
+	rm -rf $(BUILD)

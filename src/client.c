@@ -1,0 +1,543 @@
+/* client.c: the client userdata and the request path, split as
+ * prepare (validate, envelope, encode once, sign those bytes) ->
+ * perform (libcurl) -> finish (status + body -> table or failure). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <lauxlib.h>
+#include <mbedtls/platform_util.h>
+#include "compat.h"
+#include "client.h"
+#include "endpoints.h"
+#include "errors.h"
+#include "http.h"
+#include "json.h"
+#include "sign.h"
+#include "validate.h"
+
+#define DEFAULT_BASE_URL "https://api.calypso.finance"
+#define DEFAULT_TIMEOUT 30.0
+#define DEFAULT_CONNECT_TIMEOUT 10.0
+#define DEFAULT_MAX_RESPONSE (8u << 20)   /* 8 MiB: far above any documented body */
+#define MAX_REQUEST (1u << 20)            /* 1 MiB of payload strings */
+#define MAX_PATH 256
+#define UV_ENDPOINT lua_upvalueindex(CALYPSO_JSON_UPVALUES + 1)
+
+typedef struct calypso_client {
+    calypso_http http;
+    calypso_signer signer;
+    char *account_json;         /* the account as a JSON string literal, quotes included */
+    size_t account_json_len;
+    char *url;                  /* base URL, then room for the longest path */
+    size_t base_len;
+    char key_hint[16];          /* first chars of the public key, for tostring */
+    long long clock_offset_ms;  /* added to the local clock for `timestamp` */
+    int open;
+} calypso_client;
+
+static const char *const option_names[] = {
+    "key", "secret", "account", "base_url", "timeout", "connect_timeout", "ca_file",
+    "proxy", "user_agent", "max_response_size", "insecure_skip_tls_verify", NULL
+};
+
+/* ------------------------------------------------------------------ options */
+
+typedef struct options {
+    const char *key, *secret, *account, *base_url, *ca_file, *proxy, *user_agent;
+    size_t secret_len, account_len, base_len;
+    double timeout, connect_timeout;
+    lua_Integer max_response;
+    int insecure;
+} options;
+
+static const char *opt_string(lua_State *L, const char *name, size_t *len, int required)
+{
+    const char *s;
+    lua_getfield(L, 1, name);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (required)
+            luaL_error(L, "calypso.purse.new: option '%s' is required", name);
+        return NULL;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "calypso.purse.new: option '%s' must be a string (got %s)", name,
+                   luaL_typename(L, -1));
+    s = lua_tolstring(L, -1, len);
+    if (required && *len == 0)
+        luaL_error(L, "calypso.purse.new: option '%s' must not be empty", name);
+    lua_pop(L, 1);   /* still referenced by the opts table, so s stays valid */
+    return s;
+}
+
+/* Header values must be printable ASCII: no CR/LF header injection, no NULs. */
+static void opt_header_safe(lua_State *L, const char *name, const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; s != NULL && i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7F)
+            luaL_error(L, "calypso.purse.new: option '%s' must be printable ASCII", name);
+}
+
+static double opt_seconds(lua_State *L, const char *name, double dflt)
+{
+    double v;
+    lua_getfield(L, 1, name);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return dflt;
+    }
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "calypso.purse.new: option '%s' must be a number of seconds (got %s)",
+                   name, luaL_typename(L, -1));
+    v = (double)lua_tonumber(L, -1);
+    if (!(v >= 0.001 && v <= 86400.0))
+        luaL_error(L, "calypso.purse.new: option '%s' must be between 0.001 and 86400 seconds", name);
+    lua_pop(L, 1);
+    return v;
+}
+
+static void read_options(lua_State *L, options *o)
+{
+    size_t n;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    /* Unknown names are typos ("secret_key"): raise rather than ignore. */
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const char *const *p;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "calypso.purse.new: option names must be strings");
+        for (p = option_names; *p != NULL; p++)
+            if (strcmp(*p, lua_tostring(L, -1)) == 0)
+                break;
+        if (*p == NULL)
+            luaL_error(L, "calypso.purse.new: unknown option '%s'", lua_tostring(L, -1));
+    }
+    memset(o, 0, sizeof *o);
+    o->key = opt_string(L, "key", &n, 1);
+    opt_header_safe(L, "key", o->key, n);
+    if (n > 256)
+        luaL_error(L, "calypso.purse.new: option 'key' is too long");
+    o->secret = opt_string(L, "secret", &o->secret_len, 1);
+    o->account = opt_string(L, "account", &o->account_len, 1);
+    opt_header_safe(L, "account", o->account, o->account_len);
+    o->base_url = opt_string(L, "base_url", &o->base_len, 0);
+    if (o->base_url == NULL) {
+        o->base_url = DEFAULT_BASE_URL;
+        o->base_len = strlen(DEFAULT_BASE_URL);
+    }
+    opt_header_safe(L, "base_url", o->base_url, o->base_len);
+    if (!(o->base_len > 8 && (strncmp(o->base_url, "https://", 8) == 0 ||
+                              strncmp(o->base_url, "http://", 7) == 0)) || o->base_len > 1024)
+        luaL_error(L, "calypso.purse.new: option 'base_url' must be an http:// or https:// URL");
+    while (o->base_len > 8 && o->base_url[o->base_len - 1] == '/')
+        o->base_len--;   /* "https://host/" and "https://host" mean the same */
+    o->ca_file = opt_string(L, "ca_file", &n, 0);
+    if (o->ca_file != NULL && strlen(o->ca_file) != n)
+        luaL_error(L, "calypso.purse.new: option 'ca_file' must not contain NUL bytes");
+    o->proxy = opt_string(L, "proxy", &n, 0);
+    opt_header_safe(L, "proxy", o->proxy, n);
+    o->user_agent = opt_string(L, "user_agent", &n, 0);
+    opt_header_safe(L, "user_agent", o->user_agent, n);
+    if (n > 200)
+        luaL_error(L, "calypso.purse.new: option 'user_agent' is too long");
+    o->timeout = opt_seconds(L, "timeout", DEFAULT_TIMEOUT);
+    o->connect_timeout = opt_seconds(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT);
+    lua_getfield(L, 1, "max_response_size");
+    if (lua_isnil(L, -1))
+        o->max_response = DEFAULT_MAX_RESPONSE;
+    else if (!calypso_isinteger(L, -1) || lua_tonumber(L, -1) < 1024 || lua_tonumber(L, -1) > (1 << 30))
+        luaL_error(L, "calypso.purse.new: option 'max_response_size' must be an integer from 1024 to 2^30");
+    else
+        o->max_response = (lua_Integer)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "insecure_skip_tls_verify");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_error(L, "calypso.purse.new: option 'insecure_skip_tls_verify' must be a boolean");
+    o->insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+static calypso_client *check_client(lua_State *L)
+{
+    calypso_client *c = luaL_checkudata(L, 1, CALYPSO_CLIENT_MT);
+    if (!c->open)
+        luaL_error(L, "calypso.purse: the client is closed");
+    return c;
+}
+
+/* The one release path, shared by close, __gc and __close; idempotent. */
+static void client_release(calypso_client *c)
+{
+    calypso_http_free(&c->http);
+    calypso_signer_free(&c->signer);
+    free(c->account_json);
+    free(c->url);
+    c->account_json = c->url = NULL;
+    c->open = 0;
+}
+
+static int client_close(lua_State *L)
+{
+    client_release(luaL_checkudata(L, 1, CALYPSO_CLIENT_MT));
+    return 0;
+}
+
+static int client_tostring(lua_State *L)
+{
+    calypso_client *c = luaL_checkudata(L, 1, CALYPSO_CLIENT_MT);
+    if (!c->open)
+        lua_pushfstring(L, "calypso.purse client (closed): %p", (void *)c);
+    else   /* the key id and the host only: never the secret */
+        lua_pushfstring(L, "calypso.purse client (key %s..., %s): %p", c->key_hint,
+                        c->url, (void *)c);
+    return 1;
+}
+
+static char *dup_bytes(const char *s, size_t n, size_t extra)
+{
+    char *d = malloc(n + extra + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+int calypso_client_new(lua_State *L)
+{
+    options o;
+    calypso_http_opts ho;
+    calypso_client *c;
+    char ua[320], msg[200];
+    const char *why;
+    size_t aj_len;
+    const char *aj;
+
+    read_options(L, &o);
+    lua_settop(L, 1);
+    lua_pushlstring(L, o.account, o.account_len);   /* opts, account */
+    if (calypso_json_encode(L, 2, msg, sizeof msg) != 0)
+        luaL_error(L, "calypso.purse.new: option 'account' cannot be encoded (%s)", msg);
+    aj = lua_tolstring(L, -1, &aj_len);               /* opts, account, account_json */
+    snprintf(ua, sizeof ua, "calypso-purse/" CALYPSO_VERSION " %s%s%s",
+             curl_version(), o.user_agent ? " " : "", o.user_agent ? o.user_agent : "");
+
+    /* Everything is checked: now take resources, each owned by the userdata
+     * so that __gc frees them even if a later step raises. */
+    c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    luaL_getmetatable(L, CALYPSO_CLIENT_MT);
+    lua_setmetatable(L, -2);
+    c->account_json = dup_bytes(aj, aj_len, 0);
+    c->account_json_len = aj_len;
+    c->url = dup_bytes(o.base_url, o.base_len, sizeof CALYPSO_API_PREFIX + MAX_PATH);
+    c->base_len = o.base_len;
+    c->open = 1;   /* release now has something to do */
+    if (c->account_json == NULL || c->url == NULL)
+        return luaL_error(L, "calypso.purse.new: out of memory");
+    snprintf(c->key_hint, sizeof c->key_hint, "%.8s", o.key);
+
+    ho.key = o.key;
+    ho.user_agent = ua;
+    ho.ca_file = o.ca_file;
+    ho.proxy = o.proxy;
+    ho.timeout_ms = (long)(o.timeout * 1000.0 + 0.5);
+    ho.connect_timeout_ms = (long)(o.connect_timeout * 1000.0 + 0.5);
+    ho.max_response = (size_t)o.max_response;
+    ho.insecure = o.insecure;
+    if ((why = calypso_http_init(&c->http, &ho)) != NULL)
+        return luaL_error(L, "calypso.purse.new: %s", why);
+    if (calypso_signer_init(&c->signer, (const unsigned char *)o.secret, o.secret_len) != 0)
+        return luaL_error(L, "calypso.purse.new: cannot set up HMAC-SHA512");
+    return 1;
+}
+
+/* ------------------------------------------------------------------ finish */
+
+/* Copies server text into dst as one printable line, at most dstlen-1 bytes. */
+static void clean_line(const char *s, size_t n, char *dst, size_t dstlen)
+{
+    size_t i, k = 0;
+    for (i = 0; i < n && k + 1 < dstlen; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        dst[k++] = (ch < 0x20 || ch == 0x7F) ? ' ' : (char)ch;
+    }
+    dst[k] = '\0';
+}
+
+/* Reads a string field of the table on top into dst (cleaned); 1 if present. */
+static int get_text(lua_State *L, const char *name, char *dst, size_t dstlen)
+{
+    int ok = 0;
+    lua_getfield(L, -1, name);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        clean_line(s, n, dst, dstlen);
+        ok = 1;
+    }
+    lua_pop(L, 1);
+    return ok;
+}
+
+static int first_char(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    return i < n ? (unsigned char)s[i] : -1;
+}
+
+/* A list result may come bare or wrapped ({"purses": [...]}): find the list. */
+static int unwrap_list(lua_State *L, const char *body, size_t len)
+{
+    static const char *const wrappers[] = { "purses", "result", "content", "items", "data", NULL };
+    const char *const *w;
+    if (first_char(body, len) == '[')
+        return 1;
+    for (w = wrappers; *w != NULL; w++) {
+        lua_getfield(L, -1, *w);
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_remove(L, -2);
+            return 1;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static int finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
+                  const char *op, CURLcode rc)
+{
+    calypso_http *h = &c->http;
+    calypso_failure f;
+    char msg[400], reason[240], code[16], api_msg[240], trace[80];
+    const char *body = h->body.data ? h->body.data : "";
+    size_t len = h->body.len;
+    int top = lua_gettop(L);
+
+    memset(&f, 0, sizeof f);
+    f.op = op;
+    f.message = msg;
+    f.sent = h->sent_bytes > 0;
+    f.date = h->date[0] ? h->date : NULL;
+    f.retry_after = h->retry_after[0] ? h->retry_after : NULL;
+
+    if (rc != CURLE_OK) {
+        f.kind = calypso_http_kind(rc);
+        clean_line(h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc), strlen(h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc)), reason, sizeof reason);
+        if (rc == CURLE_WRITE_ERROR)
+            snprintf(msg, sizeof msg, "response body larger than max_response_size (%zu bytes)", h->body.limit);
+        else
+            snprintf(msg, sizeof msg, "%s error: %s", f.kind, reason);
+        f.retryable = rc != CURLE_WRITE_ERROR;
+        f.status = h->status;
+        return calypso_push_failure(L, &f);
+    }
+
+    f.status = h->status;
+    if (h->status >= 200 && h->status < 300) {
+        int fc = first_char(body, len);
+        f.kind = "decode";
+        if (calypso_json_decode(L, body, len, reason, sizeof reason) != 0) {
+            snprintf(msg, sizeof msg, "HTTP %ld with a body that is not valid JSON (%s)", h->status, reason);
+            f.body = body;
+            f.body_len = len;
+            return calypso_push_failure(L, &f);
+        }
+        if (ep != NULL && ep->shape == CALYPSO_RETURNS_LIST) {
+            if (lua_type(L, -1) == LUA_TTABLE && unwrap_list(L, body, len))
+                return 1;
+        } else if (fc == '{' || (ep == NULL && fc == '[')) {
+            return 1;
+        }
+        lua_settop(L, top);
+        snprintf(msg, sizeof msg, "HTTP %ld with JSON of an unexpected shape (expected %s)", h->status,
+                 ep != NULL && ep->shape == CALYPSO_RETURNS_LIST ? "a list" : "an object");
+        f.body = body;
+        f.body_len = len;
+        return calypso_push_failure(L, &f);
+    }
+
+    /* Not 2xx: an API error when the body is JSON with an errorCode (whatever
+     * the status: the docs only promise 400/500), otherwise a plain HTTP error. */
+    f.retryable = h->status == 408 || h->status == 429 || h->status == 502 ||
+                  h->status == 503 || h->status == 504;
+    if (first_char(body, len) == '{' && calypso_json_decode(L, body, len, reason, sizeof reason) == 0) {
+        if (lua_type(L, -1) == LUA_TTABLE && get_text(L, "errorCode", code, sizeof code)) {
+            f.kind = "api";
+            f.code = code;
+            f.api_message = get_text(L, "message", api_msg, sizeof api_msg) ? api_msg : NULL;
+            f.trace_id = get_text(L, "traceId", trace, sizeof trace) ? trace : NULL;
+            f.retryable = f.retryable || strcmp(code, "000") == 0;
+            snprintf(msg, sizeof msg, "API error %s: %s (HTTP %ld%s%s)", code,
+                     f.api_message ? f.api_message : "no message", h->status,
+                     f.trace_id ? ", trace " : "", f.trace_id ? f.trace_id : "");
+            lua_settop(L, top);
+            return calypso_push_failure(L, &f);
+        }
+        lua_settop(L, top);
+    }
+    f.kind = "http";
+    f.body = body;
+    f.body_len = len;
+    snprintf(msg, sizeof msg, "HTTP %ld without a Calypso error body", h->status);
+    return calypso_push_failure(L, &f);
+}
+
+/* ------------------------------------------------------------------ prepare + perform */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Checks a path for client:call(): "customer/get" (below the Customer Purse
+ * prefix) or "/api/v1/..." (absolute on the API host). */
+static void check_path(lua_State *L, int idx, const char *p, size_t n)
+{
+    size_t i;
+    if (n == 0 || n > MAX_PATH)
+        luaL_argerror(L, idx, "path must be 1 to 256 characters");
+    for (i = 0; i < n; i++) {
+        char ch = p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '/' || ch == '-' || ch == '_' || ch == '.'))
+            luaL_argerror(L, idx, "path may only hold letters, digits and / - _ .");
+    }
+    if (strstr(p, "..") != NULL)
+        luaL_argerror(L, idx, "path must not contain '..'");
+}
+
+static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
+                   const char *path, size_t pathlen, int pidx)
+{
+    char msg[240], ts[32], sign_hex[CALYPSO_SIGN_HEX];
+    const char *op = ep != NULL ? ep->name : path;
+    const char *payload_json, *body;
+    size_t payload_len, body_len;
+    luaL_Buffer b;
+    CURLcode rc;
+    int n;
+
+    lua_settop(L, pidx);
+    if (lua_isnil(L, pidx)) {
+        lua_newtable(L);
+        lua_replace(L, pidx);
+    }
+    if (!lua_istable(L, pidx)) {
+        snprintf(msg, sizeof msg, "payload must be a table (got %s)", luaL_typename(L, pidx));
+        return calypso_push_simple_failure(L, "invalid", op, msg);
+    }
+    if (calypso_validate(L, pidx, ep != NULL ? ep->fields : NULL, MAX_REQUEST, msg, sizeof msg) != 0 ||
+        calypso_json_encode(L, pidx, msg, sizeof msg) != 0)
+        return calypso_push_simple_failure(L, "invalid", op, msg);
+    payload_json = lua_tolstring(L, -1, &payload_len);   /* ..., payload_json */
+
+    /* The envelope is written around the encoded payload, in the documented
+     * order; these exact bytes are signed and sent. */
+    n = snprintf(ts, sizeof ts, "%lld", now_ms() + c->clock_offset_ms);
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, "{\"account\":", 11);
+    luaL_addlstring(&b, c->account_json, c->account_json_len);
+    luaL_addlstring(&b, ",\"timestamp\":", 13);
+    luaL_addlstring(&b, ts, (size_t)n);
+    luaL_addlstring(&b, ",\"payload\":", 11);
+    luaL_addlstring(&b, payload_json, payload_len);
+    luaL_addchar(&b, '}');
+    luaL_pushresult(&b);                                  /* ..., payload_json, body */
+    body = lua_tolstring(L, -1, &body_len);
+
+    if (calypso_signer_sign(&c->signer, (const unsigned char *)body, body_len, sign_hex) != 0)
+        return luaL_error(L, "calypso.purse: HMAC-SHA512 failed");
+    if (ep != NULL) {
+        memcpy(c->url + c->base_len, CALYPSO_API_PREFIX, sizeof CALYPSO_API_PREFIX - 1);
+        memcpy(c->url + c->base_len + sizeof CALYPSO_API_PREFIX - 1, ep->path, strlen(ep->path) + 1);
+    } else if (path[0] == '/') {
+        memcpy(c->url + c->base_len, path, pathlen + 1);
+    } else {
+        memcpy(c->url + c->base_len, CALYPSO_API_PREFIX, sizeof CALYPSO_API_PREFIX - 1);
+        memcpy(c->url + c->base_len + sizeof CALYPSO_API_PREFIX - 1, path, pathlen + 1);
+    }
+    rc = calypso_http_post(&c->http, c->url, body, body_len, sign_hex);
+    c->url[c->base_len] = '\0';   /* tostring shows the base URL only */
+    mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
+    return finish(L, c, ep, op, rc);
+}
+
+/* client:<operation>(payload): one C function for all ten, driven by the
+ * endpoint table entry in its upvalue. */
+static int client_operation(lua_State *L)
+{
+    calypso_client *c = check_client(L);
+    const calypso_endpoint *ep = &calypso_endpoints[lua_tointeger(L, UV_ENDPOINT)];
+    return request(L, c, ep, ep->path, strlen(ep->path), 2);
+}
+
+/* client:call(path, payload): any operation path, for forward compatibility. */
+static int client_call(lua_State *L)
+{
+    calypso_client *c = check_client(L);
+    size_t n;
+    const char *path = luaL_checklstring(L, 2, &n);
+    check_path(L, 2, path, n);
+    return request(L, c, NULL, path, n, 3);
+}
+
+/* client:clock_offset([ms]): the offset added to the local clock for the
+ * signed timestamp; returns the (new) value. */
+static int client_clock_offset(lua_State *L)
+{
+    calypso_client *c = check_client(L);
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Number v = luaL_checknumber(L, 2);
+        if (!(v >= -8.64e10 && v <= 8.64e10))   /* +-1000 days */
+            luaL_argerror(L, 2, "offset must be a number of milliseconds within +-1000 days");
+        c->clock_offset_ms = (long long)v;
+    }
+    calypso_pushint64(L, c->clock_offset_ms);
+    return 1;
+}
+
+static const luaL_Reg client_methods[] = {
+    { "call", client_call },
+    { "clock_offset", client_clock_offset },
+    { "close", client_close },
+    { NULL, NULL }
+};
+
+static const luaL_Reg client_meta[] = {
+    { "__gc", client_close },
+    { "__close", client_close },
+    { "__tostring", client_tostring },
+    { NULL, NULL }
+};
+
+void calypso_client_register(lua_State *L)
+{
+    int i;
+    luaL_newmetatable(L, CALYPSO_CLIENT_MT);          /* enc, dec, mt */
+    lua_pushliteral(L, CALYPSO_CLIENT_MT);
+    lua_setfield(L, -2, "__name");                    /* 5.1/5.2 do not set it */
+    calypso_setfuncs(L, client_meta, 0);
+    lua_newtable(L);                                  /* enc, dec, mt, methods */
+    lua_pushvalue(L, -4);
+    lua_pushvalue(L, -4);
+    calypso_setfuncs(L, client_methods, CALYPSO_JSON_UPVALUES);
+    for (i = 0; i < calypso_endpoint_count; i++) {
+        lua_pushvalue(L, -4);
+        lua_pushvalue(L, -4);
+        lua_pushinteger(L, i);
+        lua_pushcclosure(L, client_operation, CALYPSO_JSON_UPVALUES + 1);
+        lua_setfield(L, -2, calypso_endpoints[i].name);
+    }
+    lua_setfield(L, -2, "__index");                   /* enc, dec, mt */
+    lua_pop(L, 1);
+}

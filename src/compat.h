@@ -1,0 +1,83 @@
+/* compat.h: the only place that looks at LUA_VERSION_NUM.
+ * The core is written against the Lua 5.3/5.4 API; these prefixed static shims
+ * fill the gaps on 5.1, 5.2 and LuaJIT (static inline: unused ones cost nothing). They are prefixed because LuaJIT 2.1
+ * already exports some of the unprefixed names and a second copy would clash. */
+#ifndef CALYPSO_COMPAT_H
+#define CALYPSO_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#if LUA_VERSION_NUM < 502
+#define calypso_rawlen(L, i) lua_objlen((L), (i))
+#else
+#define calypso_rawlen(L, i) lua_rawlen((L), (i))
+#endif
+
+#ifndef LUA_OK
+#define LUA_OK 0
+#endif
+
+/* luaL_setfuncs for 5.1 (LuaJIT has one, but we never rely on it). */
+static inline void calypso_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
+{
+#if LUA_VERSION_NUM >= 502
+    luaL_setfuncs(L, l, nup);
+#else
+    luaL_checkstack(L, nup + 1, "too many upvalues");
+    for (; l->name != NULL; l++) {
+        int i;
+        for (i = 0; i < nup; i++)
+            lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+#endif
+}
+
+/* luaL_testudata for 5.1: the userdata at i if its metatable is tname's. */
+static inline void *calypso_testudata(lua_State *L, int i, const char *tname)
+{
+#if LUA_VERSION_NUM >= 502
+    return luaL_testudata(L, i, tname);
+#else
+    void *p = lua_touserdata(L, i);
+    if (p != NULL && lua_getmetatable(L, i)) {
+        lua_getfield(L, LUA_REGISTRYINDEX, tname);
+        if (!lua_rawequal(L, -1, -2))
+            p = NULL;
+        lua_pop(L, 2);
+        return p;
+    }
+    return NULL;
+#endif
+}
+
+/* True when the value at i is a number with an exact integer representation
+ * (5.3+: the integer subtype; before: a double with no fractional part). */
+static inline int calypso_isinteger(lua_State *L, int i)
+{
+#if LUA_VERSION_NUM >= 503
+    return lua_isinteger(L, i);
+#else
+    lua_Number n;
+    if (lua_type(L, i) != LUA_TNUMBER)
+        return 0;
+    n = lua_tonumber(L, i);
+    return n == (lua_Number)(long long)n && n >= -9007199254740992.0 && n <= 9007199254740992.0;
+#endif
+}
+
+/* Pushes a 64-bit integer: an integer on 5.3+, an exact double before. */
+static inline void calypso_pushint64(lua_State *L, long long v)
+{
+#if LUA_VERSION_NUM >= 503
+    lua_pushinteger(L, (lua_Integer)v);
+#else
+    lua_pushnumber(L, (lua_Number)v);
+#endif
+}
+
+
+#endif

@@ -1,0 +1,163 @@
+/* http.c: libcurl transport (see http.h). */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include "http.h"
+
+/* Appends the chunk to the body buffer; returning less than asked makes
+ * libcurl abort with CURLE_WRITE_ERROR, which is how the size cap bites. */
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    calypso_http *h = ud;
+    size_t len = size * n;
+    return calypso_buf_append(&h->body, p, len) == 0 ? len : 0;
+}
+
+/* Copies the value of one header line ("Name: value\r\n") into dst. */
+static void header_value(const char *line, size_t len, size_t namelen, char *dst, size_t dstlen)
+{
+    size_t i = namelen, n = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    while (i < len && line[i] != '\r' && line[i] != '\n' && n + 1 < dstlen)
+        dst[n++] = line[i++];
+    dst[n] = '\0';
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    calypso_http *h = ud;
+    size_t len = size * n;
+    if (len >= 5 && strncasecmp(p, "HTTP/", 5) == 0) {
+        /* a new response (after a 100 Continue, say): forget older headers */
+        h->date[0] = h->retry_after[0] = '\0';
+    } else if (len > 5 && strncasecmp(p, "date:", 5) == 0) {
+        header_value(p, len, 5, h->date, sizeof h->date);
+    } else if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+        header_value(p, len, 12, h->retry_after, sizeof h->retry_after);
+    }
+    return len;
+}
+
+/* Appends one header line to the list; returns 0 or -1. */
+static int add_header(calypso_http *h, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(h->headers, line);
+    if (l == NULL)
+        return -1;
+    h->headers = l;
+    return 0;
+}
+
+const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
+{
+    char line[512];
+    struct curl_slist *last;
+    CURL *e;
+    memset(h, 0, sizeof *h);
+    h->body.limit = o->max_response;
+    h->easy = e = curl_easy_init();
+    if (e == NULL)
+        return "curl_easy_init failed";
+    snprintf(line, sizeof line, "Key: %s", o->key);
+    if (add_header(h, line) || add_header(h, "Content-Type: application/json") ||
+        add_header(h, "Accept: application/json") ||
+        add_header(h, "Expect:") ||   /* never wait for 100-continue */
+        add_header(h, "Sign: 00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"))
+        return "out of memory";
+    for (last = h->headers; last->next != NULL; last = last->next)
+        ;
+    /* The Sign node is ours to rewrite in place before each call: one list for
+     * the life of the client instead of one per request. */
+    h->sign_value = last->data + 6;
+
+    if (curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_USERAGENT, o->user_agent) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, h) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, h) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf) != CURLE_OK ||
+        /* signals and longjmp-based DNS timeouts are unsafe in embedded hosts (nginx, games) */
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "") != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L) != CURLE_OK)
+        return "cannot configure libcurl";
+    if (o->ca_file != NULL && curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) != CURLE_OK)
+        return "cannot set ca_file";
+    /* An explicit proxy, or none at all: a payment client should not silently
+     * pick up http_proxy from the environment. */
+    if (curl_easy_setopt(e, CURLOPT_PROXY, o->proxy != NULL ? o->proxy : "") != CURLE_OK)
+        return "cannot set proxy";
+    return NULL;
+}
+
+CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
+                           const char sign_hex[CALYPSO_SIGN_HEX])
+{
+    CURLcode rc;
+    memcpy(h->sign_value, sign_hex, CALYPSO_SIGN_HEX);
+    calypso_buf_clear(&h->body);
+    h->status = 0;
+    h->errbuf[0] = h->date[0] = h->retry_after[0] = '\0';
+    curl_easy_setopt(h->easy, CURLOPT_URL, url);
+    curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    rc = curl_easy_perform(h->easy);
+    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
+    if (curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &h->sent_bytes) != CURLE_OK)
+        h->sent_bytes = 1;   /* unknown: assume it may have reached the server */
+    return rc;
+}
+
+const char *calypso_http_kind(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return "resolve";
+    case CURLE_COULDNT_CONNECT:
+        return "connect";
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_USE_SSL_FAILED:
+        return "tls";
+    case CURLE_WRITE_ERROR:
+        return "too_large";   /* on_body refused: the body passed max_response_size */
+    default:
+        return "network";     /* reset, empty reply, partial body, ... */
+    }
+}
+
+void calypso_http_free(calypso_http *h)
+{
+    if (h->easy != NULL) {
+        curl_easy_cleanup(h->easy);
+        h->easy = NULL;
+    }
+    if (h->headers != NULL) {
+        curl_slist_free_all(h->headers);
+        h->headers = NULL;
+        h->sign_value = NULL;
+    }
+    calypso_buf_free(&h->body);
+}

@@ -1,0 +1,45 @@
+/* http.h: the libcurl transport. One easy handle per client, reused across
+ * calls so connections (and TLS sessions) stay alive. Callbacks only fill C
+ * buffers; Lua values are built after the transfer returns. */
+#ifndef CALYPSO_HTTP_H
+#define CALYPSO_HTTP_H
+
+#include <stddef.h>
+#include <curl/curl.h>
+#include "buf.h"
+#include "sign.h"
+
+typedef struct calypso_http_opts {
+    const char *key;            /* public API key, sent as the Key header */
+    const char *user_agent;     /* full User-Agent value */
+    const char *ca_file;        /* NULL: the system CA store */
+    const char *proxy;          /* NULL: none (libcurl still honours no env proxy) */
+    long timeout_ms;
+    long connect_timeout_ms;
+    size_t max_response;        /* cap on the response body */
+    int insecure;               /* 1: skip TLS verification (explicit opt-in only) */
+} calypso_http_opts;
+
+typedef struct calypso_http {
+    CURL *easy;
+    struct curl_slist *headers;
+    char *sign_value;           /* the 128 hex bytes inside the Sign header node */
+    calypso_buf body;
+    long status;
+    long sent_bytes;            /* request bytes that left (0: provably never sent) */
+    char date[64];              /* response headers we act on */
+    char retry_after[32];
+    char errbuf[CURL_ERROR_SIZE];
+} calypso_http;
+
+/* Sets up the handle; returns NULL or a static reason. Safe to free after failure. */
+const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o);
+/* POSTs body to url with the given signature; fills status, body and headers. */
+CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
+                           const char sign_hex[CALYPSO_SIGN_HEX]);
+/* Maps a libcurl result to a failure kind ("connect", "timeout", ...). */
+const char *calypso_http_kind(CURLcode rc);
+/* Frees everything; idempotent. */
+void calypso_http_free(calypso_http *h);
+
+#endif

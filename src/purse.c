@@ -1,0 +1,80 @@
+/* purse.c: module entry for calypso.purse: metatables, functions, version,
+ * one-time global init. */
+#include <string.h>
+#include <curl/curl.h>
+#include <lauxlib.h>
+#include "compat.h"
+#include "client.h"
+#include "endpoints.h"
+#include "json.h"
+#include "sign.h"
+
+/* purse.sign(secret, body) -> lowercase hex HMAC-SHA512. */
+static int purse_sign(lua_State *L)
+{
+    size_t kn, mn;
+    const char *key = luaL_checklstring(L, 1, &kn);
+    const char *msg = luaL_checklstring(L, 2, &mn);
+    char hex[CALYPSO_SIGN_HEX];
+    if (calypso_sign_oneshot((const unsigned char *)key, kn, (const unsigned char *)msg, mn, hex) != 0)
+        return luaL_error(L, "calypso.purse.sign: HMAC-SHA512 failed");
+    lua_pushlstring(L, hex, sizeof hex);
+    return 1;
+}
+
+/* purse.verify(secret, body, signature) -> boolean, constant time, any hex case. */
+static int purse_verify(lua_State *L)
+{
+    size_t kn, mn, sn;
+    const char *key = luaL_checklstring(L, 1, &kn);
+    const char *msg = luaL_checklstring(L, 2, &mn);
+    const char *sig = luaL_checklstring(L, 3, &sn);
+    lua_pushboolean(L, calypso_sign_verify((const unsigned char *)key, kn,
+                                           (const unsigned char *)msg, mn, sig, sn));
+    return 1;
+}
+
+/* purse.operations: name -> { path = "...", writes = bool }, from the one table. */
+static void push_operations(lua_State *L)
+{
+    int i;
+    lua_createtable(L, 0, calypso_endpoint_count);
+    for (i = 0; i < calypso_endpoint_count; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, calypso_endpoints[i].path);
+        lua_setfield(L, -2, "path");
+        lua_pushboolean(L, calypso_endpoints[i].writes);
+        lua_setfield(L, -2, "writes");
+        lua_pushboolean(L, calypso_endpoints[i].shape == CALYPSO_RETURNS_LIST);
+        lua_setfield(L, -2, "returns_list");
+        lua_setfield(L, -2, calypso_endpoints[i].name);
+    }
+}
+
+static const luaL_Reg purse_functions[] = {
+    { "new", calypso_client_new },
+    { "sign", purse_sign },
+    { "verify", purse_verify },
+    { NULL, NULL }
+};
+
+__attribute__((visibility("default"))) int luaopen_calypso_purse(lua_State *L)
+{
+    /* curl_global_init is reference counted and cheap after the first call;
+     * it is never undone from a finalizer, as other users may share libcurl. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return luaL_error(L, "calypso.purse: curl_global_init failed");
+    calypso_json_push_codec(L);                      /* enc, dec */
+    calypso_client_register(L);
+    lua_newtable(L);                                 /* enc, dec, M */
+    lua_pushvalue(L, -3);
+    lua_pushvalue(L, -3);
+    calypso_setfuncs(L, purse_functions, CALYPSO_JSON_UPVALUES);
+    lua_pushliteral(L, CALYPSO_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    lua_pushlightuserdata(L, NULL);                  /* the same value as cjson.null */
+    lua_setfield(L, -2, "null");
+    push_operations(L);
+    lua_setfield(L, -2, "operations");
+    return 1;
+}

@@ -1,0 +1,34 @@
+/* sign.h: HMAC-SHA512 request signing (mbedTLS), hex, constant-time verify.
+ * Pure functions over bytes; no Lua state. */
+#ifndef CALYPSO_SIGN_H
+#define CALYPSO_SIGN_H
+
+#include <stddef.h>
+#include <mbedtls/md.h>
+
+#define CALYPSO_SIGN_BYTES 64                        /* SHA-512 digest */
+#define CALYPSO_SIGN_HEX (2 * CALYPSO_SIGN_BYTES)    /* 128 lowercase hex chars */
+
+/* A keyed HMAC whose inner/outer pad state is computed once (per client). */
+typedef struct calypso_signer {
+    mbedtls_md_context_t md;
+    int ready;
+} calypso_signer;
+
+/* Keys the signer; returns 0 or -1 (out of memory). The key is not kept
+ * anywhere but in the pad state, which calypso_signer_free wipes. */
+int calypso_signer_init(calypso_signer *s, const unsigned char *key, size_t keylen);
+/* Writes the lowercase hex HMAC of msg into hex (CALYPSO_SIGN_HEX bytes, no NUL). */
+int calypso_signer_sign(calypso_signer *s, const unsigned char *msg, size_t len, char *hex);
+/* Wipes and frees the keyed state; safe to call twice. */
+void calypso_signer_free(calypso_signer *s);
+
+/* One-shot: lowercase hex HMAC-SHA512(key, msg) into hex. Returns 0 or -1. */
+int calypso_sign_oneshot(const unsigned char *key, size_t keylen,
+                         const unsigned char *msg, size_t len, char *hex);
+/* Constant-time check of a hex signature (either case) against msg; 1 if it matches. */
+int calypso_sign_verify(const unsigned char *key, size_t keylen,
+                        const unsigned char *msg, size_t len,
+                        const char *sig, size_t siglen);
+
+#endif

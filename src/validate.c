@@ -1,0 +1,345 @@
+/* validate.c: payload checks (see validate.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "compat.h"
+#include "validate.h"
+
+/* Where in the payload we are, for messages like "currencyFilter.in[2]". */
+typedef struct walk {
+    char path[160];
+    size_t plen;
+    size_t bytes;       /* string bytes seen so far */
+    size_t max_bytes;
+    char *msg;
+    size_t msglen;
+} walk;
+
+int calypso_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t need;
+        unsigned cp, min;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; min = 0x80; }
+        else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; min = 0x800; }
+        else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; min = 0x10000; }
+        else return 0;
+        if (n - i <= need)
+            return 0;
+        for (size_t k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+int calypso_is_uuid(const char *s, size_t n)
+{
+    size_t i;
+    if (n != 36)
+        return 0;
+    for (i = 0; i < 36; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Writes "<path>: <what>" into the message buffer; always returns -1. */
+static int fail(walk *w, const char *what)
+{
+    if (w->plen > 0)
+        snprintf(w->msg, w->msglen, "%s: %s", w->path, what);
+    else
+        snprintf(w->msg, w->msglen, "payload: %s", what);
+    return -1;
+}
+
+/* Appends a key to the path: printable ASCII only, shortened, so a hostile key
+ * can neither break the one-line message nor make it huge. */
+static size_t path_push_key(walk *w, const char *k, size_t kn)
+{
+    size_t old = w->plen, i;
+    if (w->plen > 0 && w->plen < sizeof w->path - 1)
+        w->path[w->plen++] = '.';
+    for (i = 0; i < kn && i < 40 && w->plen < sizeof w->path - 4; i++) {
+        unsigned char c = (unsigned char)k[i];
+        w->path[w->plen++] = (c >= 0x20 && c < 0x7F) ? (char)c : '?';
+    }
+    if (i < kn && w->plen < sizeof w->path - 4) {
+        memcpy(w->path + w->plen, "...", 3);
+        w->plen += 3;
+    }
+    w->path[w->plen] = '\0';
+    return old;
+}
+
+static size_t path_push_index(walk *w, size_t idx)
+{
+    size_t old = w->plen;
+    int n = snprintf(w->path + w->plen, sizeof w->path - w->plen, "[%zu]", idx);
+    if (n > 0 && (size_t)n < sizeof w->path - w->plen)
+        w->plen += (size_t)n;
+    w->path[w->plen] = '\0';
+    return old;
+}
+
+static void path_pop(walk *w, size_t old)
+{
+    w->plen = old;
+    w->path[old] = '\0';
+}
+
+/* lua-cjson prints numbers with 14 significant digits: refuse any number that
+ * would not survive that round trip rather than send a different amount. */
+static int number_ok(lua_State *L, int idx, walk *w)
+{
+    char tmp[40];
+    double d;
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        if (i > 99999999999999LL || i < -99999999999999LL)
+            return fail(w, "integer has more than 14 digits and cannot be sent exactly");
+        return 0;
+    }
+#endif
+    d = (double)lua_tonumber(L, idx);
+    if (!isfinite(d))
+        return fail(w, "number must be finite (not NaN or infinity)");
+    snprintf(tmp, sizeof tmp, "%.14g", d);
+    if (strtod(tmp, NULL) != d)
+        return fail(w, "number has more than 14 significant digits and cannot be sent exactly");
+    return 0;
+}
+
+static int string_ok(lua_State *L, int idx, walk *w)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    if (n > w->max_bytes - w->bytes)
+        return fail(w, "payload is too large");
+    w->bytes += n;
+    if (!calypso_utf8_valid(s, n))
+        return fail(w, "string is not valid UTF-8");
+    return 0;
+}
+
+static int value_ok(lua_State *L, int idx, int depth, walk *w);
+
+/* A table must be an object (string keys) or a sequence 1..n without holes. */
+static int table_ok(lua_State *L, int idx, int depth, walk *w)
+{
+    size_t n = calypso_rawlen(L, idx), count = 0;
+    int has_string = 0, has_index = 0;
+    if (depth > CALYPSO_MAX_DEPTH)
+        return fail(w, "tables nested too deeply (or a cycle)");
+    luaL_checkstack(L, 3, "calypso: payload");
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        size_t old;
+        int r;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            size_t kn;
+            const char *k = lua_tolstring(L, -2, &kn);
+            has_string = 1;
+            old = path_push_key(w, k, kn);
+            if (kn > w->max_bytes - w->bytes) {
+                lua_pop(L, 2);
+                return fail(w, "payload is too large");
+            }
+            w->bytes += kn;
+            if (!calypso_utf8_valid(k, kn)) {
+                lua_pop(L, 2);
+                return fail(w, "key is not valid UTF-8");
+            }
+        } else if (calypso_isinteger(L, -2) && lua_tonumber(L, -2) >= 1 &&
+                   (size_t)lua_tonumber(L, -2) <= n) {
+            has_index = 1;
+            count++;
+            old = path_push_index(w, (size_t)lua_tonumber(L, -2));
+        } else {
+            lua_pop(L, 2);
+            return fail(w, "table keys must be strings, or 1..n without holes (a sparse array or odd key)");
+        }
+        if (has_string && has_index) {
+            lua_pop(L, 2);
+            path_pop(w, old);
+            return fail(w, "table mixes array items and named fields");
+        }
+        r = value_ok(L, lua_gettop(L), depth + 1, w);
+        if (r != 0) {
+            lua_pop(L, 2);
+            return r;
+        }
+        path_pop(w, old);
+        lua_pop(L, 1);
+    }
+    if (has_index && count != n)
+        return fail(w, "sparse array (holes) cannot be sent as JSON");
+    return 0;
+}
+
+static int value_ok(lua_State *L, int idx, int depth, walk *w)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN:
+        return 0;
+    case LUA_TNUMBER:
+        return number_ok(L, idx, w);
+    case LUA_TSTRING:
+        return string_ok(L, idx, w);
+    case LUA_TTABLE:
+        return table_ok(L, idx, depth, w);
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL)   /* purse.null / cjson.null: JSON null */
+            return 0;
+        /* fall through */
+    default:
+        return fail(w, lua_pushfstring(L, "a %s cannot be sent as JSON", luaL_typename(L, idx)));
+    }
+}
+
+/* Type check of one documented field. */
+static int field_ok(lua_State *L, int idx, const calypso_field *f, walk *w)
+{
+    int t = lua_type(L, idx);
+    size_t n;
+    const char *s;
+    switch (f->type) {
+    case CALYPSO_T_STRING:
+    case CALYPSO_T_NONEMPTY:
+    case CALYPSO_T_UUID:
+        if (t != LUA_TSTRING)
+            return fail(w, lua_pushfstring(L, "must be a string (got %s)", luaL_typename(L, idx)));
+        s = lua_tolstring(L, idx, &n);
+        if (f->type == CALYPSO_T_NONEMPTY && n == 0)
+            return fail(w, "must not be empty");
+        if (f->type == CALYPSO_T_UUID && !calypso_is_uuid(s, n))
+            return fail(w, "must be a UUID (8-4-4-4-12 hex digits)");
+        return 0;
+    case CALYPSO_T_INDEX:
+    case CALYPSO_T_COUNT:
+        if (t != LUA_TNUMBER || !calypso_isinteger(L, idx))
+            return fail(w, lua_pushfstring(L, "must be an integer (got %s)",
+                                           t == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx)));
+        if (lua_tonumber(L, idx) < (f->type == CALYPSO_T_COUNT ? 1 : 0))
+            return fail(w, f->type == CALYPSO_T_COUNT ? "must be >= 1" : "must be >= 0");
+        return 0;
+    case CALYPSO_T_BOOLEAN:
+        if (t != LUA_TBOOLEAN)
+            return fail(w, lua_pushfstring(L, "must be a boolean (got %s)", luaL_typename(L, idx)));
+        return 0;
+    case CALYPSO_T_STRING_LIST:
+        if (t != LUA_TTABLE || calypso_rawlen(L, idx) == 0) {
+            /* lua-cjson 2.1.0 would send an empty table as {}: refuse it instead. */
+            return fail(w, "must be a non-empty array of strings");
+        }
+        for (n = 1; n <= calypso_rawlen(L, idx); n++) {
+            lua_rawgeti(L, idx, (int)n);
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                return fail(w, "must be a non-empty array of strings");
+            }
+            lua_pop(L, 1);
+        }
+        return 0;
+    case CALYPSO_T_OBJECT:
+        break;
+    }
+    if (t != LUA_TTABLE)
+        return fail(w, lua_pushfstring(L, "must be a table (got %s)", luaL_typename(L, idx)));
+    return 1;   /* caller checks the nested fields */
+}
+
+static int fields_ok(lua_State *L, int idx, const calypso_field *fields, walk *w)
+{
+    const calypso_field *f;
+    luaL_checkstack(L, 4, "calypso: payload");
+    for (f = fields; f->name != NULL; f++) {
+        size_t old;
+        int r = 0;
+        lua_pushstring(L, f->name);
+        lua_rawget(L, idx);
+        old = path_push_key(w, f->name, strlen(f->name));
+        if (lua_isnil(L, -1)) {
+            if (f->required)
+                r = fail(w, "required field is missing");
+        } else {
+            r = field_ok(L, lua_gettop(L), f, w);
+            if (r == 1) {
+                if (calypso_rawlen(L, -1) > 0)
+                    r = fail(w, "must be a table of named fields, not an array");
+                else
+                    r = fields_ok(L, lua_gettop(L), f->fields, w);
+            }
+        }
+        lua_pop(L, 1);
+        if (r != 0)
+            return r;
+        path_pop(w, old);
+    }
+    /* Unknown names are almost always typos ("customerID"): refuse them here
+     * rather than let the server ignore them. client:call() skips this. */
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        size_t kn;
+        const char *k;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            return fail(w, "keys must be field names (strings)");
+        }
+        k = lua_tolstring(L, -1, &kn);
+        for (f = fields; f->name != NULL; f++)
+            if (strlen(f->name) == kn && memcmp(f->name, k, kn) == 0)
+                break;
+        if (f->name == NULL) {
+            size_t old = path_push_key(w, k, kn);
+            (void)old;
+            lua_pop(L, 1);
+            return fail(w, "unknown field (check the spelling against the API docs)");
+        }
+    }
+    return 0;
+}
+
+int calypso_validate(lua_State *L, int idx, const calypso_field *fields,
+                     size_t max_bytes, char *msg, size_t msglen)
+{
+    walk w;
+    int top = lua_gettop(L);
+    int r;
+    w.path[0] = '\0';
+    w.plen = 0;
+    w.bytes = 0;
+    w.max_bytes = max_bytes;
+    w.msg = msg;
+    w.msglen = msglen;
+    idx = idx < 0 ? top + idx + 1 : idx;
+    if (fields != NULL && calypso_rawlen(L, idx) > 0) {
+        snprintf(msg, msglen, "payload: must be a table of named fields, not an array");
+        return -1;
+    }
+    r = fields != NULL ? fields_ok(L, idx, fields, &w) : 0;
+    if (r == 0)
+        r = table_ok(L, idx, 1, &w);
+    lua_settop(L, top);   /* drop the messages pushed by lua_pushfstring */
+    return r;
+}
