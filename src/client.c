@@ -466,7 +466,8 @@ static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
         memcpy(c->url + c->base_len, CALYPSO_API_PREFIX, sizeof CALYPSO_API_PREFIX - 1);
         memcpy(c->url + c->base_len + sizeof CALYPSO_API_PREFIX - 1, path, pathlen + 1);
     }
-    rc = calypso_http_post(&c->http, c->url, body, body_len, sign_hex);
+    /* Writes, and paths we know nothing about, must reach the server at most once. */
+    rc = calypso_http_post(&c->http, c->url, body, body_len, sign_hex, ep == NULL || ep->writes);
     c->url[c->base_len] = '\0';   /* tostring shows the base URL only */
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
     return finish(L, c, ep, op, rc);

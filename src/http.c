@@ -100,7 +100,7 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
 }
 
 CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
-                           const char sign_hex[CALYPSO_SIGN_HEX])
+                           const char sign_hex[CALYPSO_SIGN_HEX], int once)
 {
     CURLcode rc;
     memcpy(h->sign_value, sign_hex, CALYPSO_SIGN_HEX);
@@ -110,6 +110,7 @@ CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, s
     curl_easy_setopt(h->easy, CURLOPT_URL, url);
     curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(h->easy, CURLOPT_FRESH_CONNECT, once ? 1L : 0L);
     rc = curl_easy_perform(h->easy);
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
     if (curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &h->sent_bytes) != CURLE_OK)

@@ -34,9 +34,12 @@ typedef struct calypso_http {
 
 /* Sets up the handle; returns NULL or a static reason. Safe to free after failure. */
 const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o);
-/* POSTs body to url with the given signature; fills status, body and headers. */
+/* POSTs body to url with the given signature; fills status, body and headers.
+ * once: send on a fresh connection. libcurl silently resends a request whose
+ * reused keep-alive connection turns out dead; for a write that could apply
+ * it twice, so writes never ride on a reused connection. */
 CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
-                           const char sign_hex[CALYPSO_SIGN_HEX]);
+                           const char sign_hex[CALYPSO_SIGN_HEX], int once);
 /* Maps a libcurl result to a failure kind ("connect", "timeout", ...). */
 const char *calypso_http_kind(CURLcode rc);
 /* Frees everything; idempotent. */
