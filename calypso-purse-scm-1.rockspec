@@ -49,6 +49,7 @@ build = {
       ["calypso.mock"] = "lua/calypso/mock/init.lua",
       ["calypso.mock.server"] = "lua/calypso/mock/server.lua",
       ["calypso.mock.state"] = "lua/calypso/mock/state.lua",
+      ["calypso.mock.json"] = "lua/calypso/mock/json.lua",
    },
    install = {
       bin = { ["calypso-mock"] = "bin/calypso-mock" },

@@ -1,0 +1,834 @@
+-- calypso.mock.server: the HTTP/1.1 front of the Calypso mock.
+--
+-- One process, one thread: an event loop on socket.select over non-blocking sockets. Each
+-- connection walks through phases:
+--   head    reading a request head           body    reading a Content-Length body
+--   wait    answer computed, held by a timer (delays never block other connections)
+--   respond writing the answer (partial writes resume when the socket is writable)
+--   stall   fault "stall": never answered, read and discarded until the peer closes
+--   drain   after a `Connection: close` answer: our side is shut down, we read until the peer
+--           closes so that unread request bytes do not turn our answer into a TCP reset
+-- Only head/body/stall/drain connections are read, so pipelined requests are answered in order.
+-- API logic lives in calypso.mock.state; this file adds HTTP, faults, config, the request log
+-- and the /_mock/ control endpoints.
+
+local socket = require("socket")
+local json = require("calypso.mock.json")
+local state = require("calypso.mock.state")
+
+local M = {}
+
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local format, concat = string.format, table.concat
+local floor, min, max = math.floor, math.min, math.max
+local gettime, socket_select = socket.gettime, socket.select
+
+local MAX_HEAD = 64 * 1024          -- request line + headers
+local MAX_HEADERS = 100
+local MAX_BODY = 1024 * 1024
+local RECV_SIZE = 64 * 1024
+local IDLE_TIMEOUT = 60             -- seconds a connection may sit in head/body without data
+local DRAIN_TIMEOUT = 2             -- seconds we wait for the peer to close after our answer
+local RECORD_LIMIT = 200            -- API requests kept by the request log
+local RECORD_BODY_LIMIT = 64 * 1024 -- bytes of each recorded body
+local MAX_FAULTS = 1000
+local MAX_DELAY = 3600
+-- select() cannot watch descriptors beyond FD_SETSIZE; keep room for stdio and the listener.
+local MAX_CONNECTIONS = min(1000, (socket._SETSIZE or 1024) - 24)
+
+local DEFAULT_LIFETIME = 3600
+
+local REASONS = {
+  [100] = "Continue", [200] = "OK", [201] = "Created", [204] = "No Content",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [408] = "Request Timeout", [411] = "Length Required",
+  [413] = "Payload Too Large", [429] = "Too Many Requests",
+  [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
+  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
+
+local HTML_503 = "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n"
+  .. "<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n"
+  .. "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+
+-- What the "malformed" fault sends: valid start, cut off mid-string.
+local MALFORMED_BODY = '{"id":"3fa85f64-5717'
+
+local DAYS = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" }
+local MONTHS = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" }
+
+-- RFC 7231 IMF-fixdate; names are spelled out so the C locale is not assumed.
+local function http_date(ms)
+  local t = os.date("!*t", floor(ms / 1000))
+  return format("%s, %02d %s %04d %02d:%02d:%02d GMT", DAYS[t.wday], t.day, MONTHS[t.month],
+    t.year, t.hour, t.min, t.sec)
+end
+
+local function is_loopback(host)
+  return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+---------------------------------------------------------------------------------------------
+-- Request parsing
+---------------------------------------------------------------------------------------------
+
+local TOKEN = "[%w!#$%%&'*+%-.^_`|~]+"
+
+-- Parses header lines into a table with lowercased names (repeats joined with ", ").
+local function parse_header_lines(text)
+  if text:gsub("\r\n", ""):find("[\r\n]") then
+    return nil -- bare CR or LF: refuse rather than guess where lines end
+  end
+  local headers, count = {}, 0
+  for line in text:gmatch("([^\r\n]*)\r\n") do
+    local name, value = line:match("^(" .. TOKEN .. "):[ \t]*(.-)[ \t]*$")
+    count = count + 1
+    if not name or count > MAX_HEADERS then
+      return nil
+    end
+    name = name:lower()
+    headers[name] = headers[name] and headers[name] .. ", " .. value or value
+  end
+  return headers
+end
+
+-- Framing and connection semantics of a parsed head; returns nil and an HTTP status on error.
+local function check_framing(req)
+  local h = req.headers
+  if h["transfer-encoding"] then
+    return nil, 411
+  end
+  local length = h["content-length"] or "0"
+  if not length:match("^%d+$") then
+    return nil, 400
+  end
+  if #length > 9 or tonumber(length) > MAX_BODY then
+    return nil, 413
+  end
+  req.length = tonumber(length)
+  local connection = (h["connection"] or ""):lower()
+  if req.minor >= 1 then
+    req.keep_alive = not connection:find("close", 1, true)
+  else
+    req.keep_alive = connection:find("keep-alive", 1, true) ~= nil
+  end
+  req.expect_continue = (h["expect"] or ""):lower() == "100-continue"
+  return req
+end
+
+-- Parses the request head at the start of `buf`. Returns the request and the head length,
+-- nothing when the head is incomplete, or nil, nil, status when it is invalid.
+local function parse_head(buf)
+  local stop = buf:find("\r\n\r\n", 1, true)
+  if not stop then
+    return nil
+  end
+  local first_end = buf:find("\r\n", 1, true)
+  local method, target, major, minor =
+    buf:sub(1, first_end - 1):match("^(%u+) (%S+) HTTP/(%d)%.(%d)$")
+  local headers = method and parse_header_lines(buf:sub(first_end + 2, stop + 1))
+  if not headers or major ~= "1" then
+    return nil, nil, 400
+  end
+  local req, status = check_framing({
+    method = method, target = target, path = target:gsub("%?.*$", ""),
+    minor = tonumber(minor), headers = headers,
+  })
+  if not req then
+    return nil, nil, status
+  end
+  return req, stop + 3
+end
+
+---------------------------------------------------------------------------------------------
+-- Server object
+---------------------------------------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+
+local function default_config()
+  return { delay = 0, clock_skew_ms = 0, max_page_size = state.DEFAULT_MAX_PAGE_SIZE }
+end
+
+-- Binds the listening socket; raises with a clear message on failure.
+local function listen(host, port)
+  local bind_host = host == "localhost" and "127.0.0.1" or host
+  -- Not socket.tcp(): in luasocket 3 it creates the descriptor only at bind time, so the
+  -- reuseaddr option could not be set first.
+  local sock = bind_host:find(":", 1, true) and socket.tcp6() or socket.tcp4()
+  assert(sock:setoption("reuseaddr", true))
+  local ok, err = sock:bind(bind_host, port)
+  if ok then
+    ok, err = sock:listen(1024)
+  end
+  if not ok then
+    sock:close()
+    error(format("calypso.mock.server: cannot listen on %s:%s: %s", host, tostring(port), err), 0)
+  end
+  sock:settimeout(0)
+  local _, bound_port = sock:getsockname()
+  return sock, tonumber(bound_port)
+end
+
+--- Creates a server bound to its port (not yet serving). Same options as M.main.
+function M.new(opts)
+  opts = opts or {}
+  local host = opts.host or "127.0.0.1"
+  if not is_loopback(host) and not opts.allow_non_loopback then
+    error("calypso.mock.server: refusing to listen on non-loopback host " .. host
+      .. " (set allow_non_loopback to override)", 0)
+  end
+  local listener, port = listen(host, opts.port or 0)
+  local self = setmetatable({
+    host = host, port = port, listener = listener,
+    lifetime = opts.lifetime or DEFAULT_LIFETIME,
+    heartbeat = opts.heartbeat and true or false,
+    log_enabled = opts.log and true or false,
+    state = state.new({ key = opts.key, secret = opts.secret, account = opts.account,
+                        verify = opts.verify }),
+    conns = {}, nconns = 0, timers = {}, running = true,
+  }, Server)
+  self:reset()
+  return self
+end
+
+--- Forgets all API state, faults, config and recorded requests.
+function Server:reset()
+  state.reset(self.state)
+  self.faults = {}
+  self.config = default_config()
+  self.records, self.record_count = {}, 0
+end
+
+function Server:log(fmt, ...)
+  if self.log_enabled then
+    io.stderr:write("calypso-mock: ", format(fmt, ...), "\n")
+  end
+end
+
+-- The mock clock in epoch milliseconds, clock skew included.
+function Server:now_ms()
+  return floor(gettime() * 1000) + self.config.clock_skew_ms
+end
+
+---------------------------------------------------------------------------------------------
+-- Timers
+---------------------------------------------------------------------------------------------
+
+function Server:add_timer(at, fn)
+  self.timers[#self.timers + 1] = { at = at, fn = fn }
+end
+
+function Server:next_timer()
+  local soonest = math.huge
+  for _, t in ipairs(self.timers) do
+    soonest = min(soonest, t.at)
+  end
+  return soonest
+end
+
+-- Fires every timer that is due; the rest stay queued.
+function Server:run_timers(now)
+  local due, keep = {}, {}
+  for _, t in ipairs(self.timers) do
+    if t.at <= now then
+      due[#due + 1] = t
+    else
+      keep[#keep + 1] = t
+    end
+  end
+  if #due == 0 then
+    return
+  end
+  self.timers = keep
+  table.sort(due, function(a, b) return a.at < b.at end)
+  for _, t in ipairs(due) do
+    t.fn()
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- Connections: output
+---------------------------------------------------------------------------------------------
+
+function Server:close(c)
+  if c.closed then
+    return
+  end
+  c.closed = true
+  c.sock:close()
+  self.conns[c.sock] = nil
+  self.nconns = self.nconns - 1
+end
+
+-- Half-closes our side and waits (bounded) for the peer to close; see the header comment.
+function Server:start_drain(c)
+  c.phase = "drain"
+  c.drain_until = gettime() + DRAIN_TIMEOUT
+  c.sock:shutdown("send")
+end
+
+-- Called when all queued output of `c` is written.
+function Server:on_sent(c)
+  if c.phase ~= "respond" then
+    return -- an interim "100 Continue" went out while the body is still being read
+  end
+  if c.after_send then
+    local fn = c.after_send
+    c.after_send = nil
+    fn()
+  end
+  if not c.keep_alive then
+    return self:start_drain(c)
+  end
+  c.phase = "head"
+  c.last_active = gettime()
+  self:process_input(c) -- a pipelined request may already be buffered
+end
+
+-- Writes as much queued output as the socket takes without blocking.
+function Server:flush(c)
+  local last, err, partial = c.sock:send(c.out, c.out_i)
+  c.out_i = (last or partial or c.out_i - 1) + 1
+  if err and err ~= "timeout" then
+    return self:close(c)
+  end
+  if c.out_i > #c.out then
+    c.out, c.out_i = nil, nil
+    self:on_sent(c)
+  end
+end
+
+function Server:queue_output(c, data)
+  if c.out then
+    c.out, c.out_i = c.out:sub(c.out_i) .. data, 1
+  else
+    c.out, c.out_i = data, 1
+  end
+  self:flush(c)
+end
+
+-- Header names the caller of a "raw" fault may set that change message framing; if set, the
+-- connection is closed after the answer because the byte stream can no longer be trusted.
+local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
+
+-- Builds the response head; `extra` (name -> value) overrides the default headers.
+function Server:response_head(c, status, length, content_type, extra)
+  local list = {
+    { "Date", http_date(self:now_ms()) },
+    { "Content-Type", content_type },
+    { "Content-Length", tostring(length) },
+    { "Connection", "" }, -- filled below, once keep-alive is final
+  }
+  for name, value in pairs(extra or {}) do
+    local lname = name:lower()
+    if FRAMING[lname] then
+      c.keep_alive = false
+    end
+    local replaced = false
+    if type(value) == "number" then
+      value = json.encode(value) -- 5 rather than 5.0 for numbers decoded on Lua 5.3+
+    end
+    for _, h in ipairs(list) do
+      if h[1]:lower() == lname then
+        h[1], h[2], replaced = name, tostring(value), true
+      end
+    end
+    if not replaced then
+      list[#list + 1] = { name, tostring(value) }
+    end
+  end
+  local lines = { format("HTTP/1.1 %d %s", status, REASONS[status] or "Status") }
+  for _, h in ipairs(list) do
+    if h[1] == "Connection" and h[2] == "" then
+      h[2] = c.keep_alive and "keep-alive" or "close"
+    end
+    lines[#lines + 1] = h[1] .. ": " .. h[2]
+  end
+  return concat(lines, "\r\n") .. "\r\n\r\n"
+end
+
+-- Sends a complete answer on `c`.
+function Server:respond(c, status, body, content_type, extra)
+  if c.closed then
+    return
+  end
+  c.keep_alive = c.keep_alive and self.running
+  c.phase = "respond"
+  self:log("%s %s -> %d", c.method or "-", c.target or "-", status)
+  local head = self:response_head(c, status, #body, content_type or "application/json", extra)
+  self:queue_output(c, head .. body)
+end
+
+-- Answers a request that could not be parsed, then closes.
+function Server:reject(c, status)
+  c.keep_alive = false
+  c.inbuf = ""
+  self:respond(c, status, state.error_body(self.state, "001"))
+end
+
+---------------------------------------------------------------------------------------------
+-- Connections: input
+---------------------------------------------------------------------------------------------
+
+-- Parses and dispatches complete requests from the buffer while the connection is idle.
+-- An answer sent synchronously re-enters via on_sent; the flag turns that into another turn of
+-- this loop instead of recursion (a burst of pipelined requests must not nest calls).
+function Server:process_input(c)
+  if c.processing then
+    return
+  end
+  c.processing = true
+  self:process_requests(c)
+  c.processing = false
+end
+
+function Server:process_requests(c)
+  while c.phase == "head" and not c.closed do
+    c.inbuf = c.inbuf:gsub("^[\r\n]+", "") -- stray CRLFs between requests are allowed
+    local req, head_len, status = parse_head(c.inbuf)
+    if status then
+      return self:reject(c, status)
+    elseif not req then
+      if #c.inbuf > MAX_HEAD then
+        self:reject(c, 431)
+      end
+      return
+    end
+    c.method, c.target = req.method, req.target
+    c.body_parts, c.body_len, c.req = { c.inbuf:sub(head_len + 1) }, #c.inbuf - head_len, req
+    c.inbuf = ""
+    c.phase = "body"
+    if c.body_len < req.length and req.expect_continue then
+      self:queue_output(c, "HTTP/1.1 100 Continue\r\n\r\n")
+    end
+    self:maybe_finish_body(c)
+  end
+end
+
+-- Once the whole body is in, splits off any pipelined bytes and dispatches the request.
+function Server:maybe_finish_body(c)
+  local req = c.req
+  if c.closed or c.body_len < req.length then
+    return
+  end
+  local data = concat(c.body_parts)
+  req.body = data:sub(1, req.length)
+  c.inbuf = data:sub(req.length + 1)
+  c.body_parts, c.req = nil, nil
+  self:dispatch(c, req)
+end
+
+function Server:on_readable(c)
+  local data, err, partial = c.sock:receive(RECV_SIZE)
+  local chunk = data or partial
+  if chunk and #chunk > 0 then
+    c.last_active = gettime()
+    if c.phase == "head" then
+      c.inbuf = c.inbuf .. chunk
+      self:process_input(c)
+    elseif c.phase == "body" then
+      c.body_parts[#c.body_parts + 1] = chunk
+      c.body_len = c.body_len + #chunk
+      self:maybe_finish_body(c)
+    end -- stall/drain: discarded
+  end
+  if err == "closed" then
+    if c.phase == "wait" or c.phase == "respond" then
+      c.keep_alive = false -- peer half-closed after its request: still deliver the answer
+    else
+      self:close(c)
+    end
+  elseif err and err ~= "timeout" then
+    self:close(c)
+  end
+end
+
+function Server:accept_all()
+  while self.nconns < MAX_CONNECTIONS do
+    local sock = self.listener:accept()
+    if not sock then
+      return
+    end
+    sock:settimeout(0)
+    sock:setoption("tcp-nodelay", true) -- small answers must not wait for delayed ACKs
+    self.conns[sock] = { sock = sock, phase = "head", inbuf = "", last_active = gettime() }
+    self.nconns = self.nconns + 1
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- Dispatch: faults, request log, API and control
+---------------------------------------------------------------------------------------------
+
+-- Appends an API request to the ring buffer of the last RECORD_LIMIT requests.
+function Server:record(req)
+  local body = req.body
+  local rec = { method = req.method, path = req.target, headers = req.headers, body = body }
+  if #body > RECORD_BODY_LIMIT then
+    rec.body, rec.truncated = body:sub(1, RECORD_BODY_LIMIT), true
+  end
+  self.record_count = self.record_count + 1
+  self.records[(self.record_count - 1) % RECORD_LIMIT + 1] = rec
+end
+
+function Server:recorded_requests()
+  local list = json.array()
+  for n = max(1, self.record_count - RECORD_LIMIT + 1), self.record_count do
+    list[#list + 1] = self.records[(n - 1) % RECORD_LIMIT + 1]
+  end
+  return list
+end
+
+-- Takes one use of the fault at the head of the queue (FIFO, each entry `count` uses).
+function Server:next_fault()
+  local f = self.faults[1]
+  if not f then
+    return nil
+  end
+  f.remaining = f.remaining - 1
+  if f.remaining <= 0 then
+    table.remove(self.faults, 1)
+  end
+  return f
+end
+
+-- Computes the answer to an API request: status, body, content type, extra headers.
+function Server:api_answer(req, fault)
+  local mode = fault and fault.mode
+  if mode == "malformed" then
+    return 200, MALFORMED_BODY
+  elseif mode == "html503" then
+    return 503, HTML_503, "text/html; charset=utf-8"
+  elseif mode == "raw" then
+    return fault.status, fault.body, fault.content_type, fault.headers
+  elseif mode == "error" then
+    return fault.status, state.error_body(self.state, fault.code, fault.message)
+  end
+  if req.method ~= "POST" and state.has_route(req.path) then
+    return 405, state.error_body(self.state, "001"), nil, { Allow = "POST" }
+  end
+  return state.handle(self.state, req.target, req.headers, req.body, self:now_ms())
+end
+
+function Server:dispatch_api(c, req)
+  self:record(req)
+  local fault = self:next_fault()
+  if fault and fault.mode == "close" then
+    self:log("%s %s -> fault close", req.method, req.target)
+    return self:close(c)
+  elseif fault and fault.mode == "stall" then
+    self:log("%s %s -> fault stall", req.method, req.target)
+    c.phase = "stall"
+    return
+  end
+  local status, body, content_type, extra = self:api_answer(req, fault)
+  local delay = self.config.delay + (fault and fault.mode == "delay" and fault.seconds or 0)
+  if delay <= 0 then
+    return self:respond(c, status, body, content_type, extra)
+  end
+  c.phase = "wait"
+  self:add_timer(gettime() + delay, function()
+    self:respond(c, status, body, content_type, extra)
+  end)
+end
+
+local control = {} -- "/_mock/<name>" -> { methods, handler(self, args) -> status, value }
+
+function Server:dispatch_control(c, req)
+  local entry = control[req.path]
+  if not entry then
+    return self:respond(c, 404, json.encode({ error = "unknown control endpoint " .. req.path }))
+  end
+  if not entry.methods[req.method] then
+    return self:respond(c, 405, json.encode({ error = "method not allowed" }))
+  end
+  local args = {}
+  if req.body:match("%S") then
+    args = json.decode(req.body)
+    if type(args) ~= "table" or args[1] ~= nil then
+      return self:respond(c, 400, json.encode({ error = "body must be a JSON object" }))
+    end
+  end
+  local status, value, after = entry.handler(self, args)
+  c.after_send = after
+  self:respond(c, status, json.encode(value))
+end
+
+function Server:dispatch(c, req)
+  c.keep_alive = req.keep_alive
+  if req.path:sub(1, 7) == "/_mock/" then
+    return self:dispatch_control(c, req)
+  end
+  return self:dispatch_api(c, req)
+end
+
+---------------------------------------------------------------------------------------------
+-- Control endpoints
+---------------------------------------------------------------------------------------------
+
+local function bad(msg)
+  return 400, { error = msg }
+end
+
+local function is_int(v, lo, hi)
+  return type(v) == "number" and v == floor(v) and v >= lo and v <= hi
+end
+
+local function number_in(v, lo, hi)
+  return type(v) == "number" and v >= lo and v <= hi
+end
+
+local function string_map(t)
+  if type(t) ~= "table" then
+    return false
+  end
+  for k, v in pairs(t) do
+    if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+      return false
+    end
+  end
+  return true
+end
+
+-- Per-mode validation of a fault; fills defaults. Returns nil or an error message.
+local FAULT_CHECKS = {
+  delay = function(f)
+    if not number_in(f.seconds, 0, MAX_DELAY) then
+      return "delay needs seconds between 0 and " .. MAX_DELAY
+    end
+  end,
+  stall = function() end,
+  close = function() end,
+  malformed = function() end,
+  html503 = function() end,
+  raw = function(f)
+    f.status = f.status or 200
+    f.body = f.body or ""
+    f.content_type = f.content_type or "application/json"
+    if not is_int(f.status, 200, 599) then -- a lone 1xx would leave the client waiting
+      return "raw needs an integer status in 200..599"
+    end
+    if type(f.body) ~= "string" or type(f.content_type) ~= "string" then
+      return "raw needs string body and content_type"
+    end
+    if f.headers ~= nil and not string_map(f.headers) then
+      return "raw headers must be an object of strings"
+    end
+  end,
+  error = function(f)
+    f.code = f.code or "000"
+    if type(f.code) ~= "string" or not f.code:match("^%d%d%d$") then
+      return "error code must be a three-digit string such as \"004\""
+    end
+    f.status = f.status or state.error_status(f.code)
+    if not is_int(f.status, 200, 599) then
+      return "error status must be an integer in 200..599"
+    end
+    if f.message ~= nil and type(f.message) ~= "string" then
+      return "error message must be a string"
+    end
+  end,
+}
+
+local function add_fault(self, args)
+  local check = FAULT_CHECKS[args.mode]
+  if not check then
+    return bad("mode must be one of delay, stall, close, malformed, html503, raw, error")
+  end
+  args.count = args.count or 1
+  if not is_int(args.count, 1, 1000000) then
+    return bad("count must be an integer >= 1")
+  end
+  local msg = check(args)
+  if msg then
+    return bad(msg)
+  end
+  if #self.faults >= MAX_FAULTS then
+    return bad("too many queued faults")
+  end
+  args.remaining = args.count
+  self.faults[#self.faults + 1] = args
+  return 200, { ok = true, queued = #self.faults }
+end
+
+local function set_config(self, args)
+  local cfg = self.config
+  if args.delay ~= nil and not number_in(args.delay, 0, MAX_DELAY) then
+    return bad("delay must be seconds between 0 and " .. MAX_DELAY)
+  end
+  if args.clock_skew_ms ~= nil and not is_int(args.clock_skew_ms, -1e12, 1e12) then
+    return bad("clock_skew_ms must be an integer number of milliseconds")
+  end
+  if args.max_page_size ~= nil and not is_int(args.max_page_size, 1, 100000) then
+    return bad("max_page_size must be an integer >= 1")
+  end
+  cfg.delay = args.delay or cfg.delay
+  cfg.clock_skew_ms = args.clock_skew_ms or cfg.clock_skew_ms
+  cfg.max_page_size = args.max_page_size or cfg.max_page_size
+  state.set_max_page_size(self.state, cfg.max_page_size)
+  return 200, cfg
+end
+
+-- Wraps a state control operation (nil, message, status on failure).
+local function state_op(fn)
+  return function(self, args)
+    local value, msg, status = fn(self.state, args, self:now_ms())
+    if value == nil then
+      return status, { error = msg }
+    end
+    return 200, value
+  end
+end
+
+local POST, READ = { POST = true }, { GET = true, POST = true }
+
+control["/_mock/deposit"] = { methods = POST, handler = state_op(state.deposit) }
+control["/_mock/transaction/update"] = {
+  methods = POST, handler = state_op(state.update_transaction) }
+control["/_mock/fault"] = { methods = POST, handler = add_fault }
+control["/_mock/config"] = { methods = POST, handler = set_config }
+control["/_mock/requests"] = {
+  methods = READ, handler = function(self) return 200, self:recorded_requests() end }
+control["/_mock/reset"] = {
+  methods = POST, handler = function(self) self:reset(); return 200, { ok = true } end }
+control["/_mock/health"] = {
+  methods = READ, handler = function(self) return 200, { ok = true, port = self.port } end }
+control["/_mock/shutdown"] = {
+  methods = POST,
+  handler = function(self)
+    -- Stop once the answer is out, or after a short grace period if the peer stops reading.
+    self.stop_at = gettime() + DRAIN_TIMEOUT
+    return 200, { ok = true }, function() self.running = false end
+  end,
+}
+
+---------------------------------------------------------------------------------------------
+-- Event loop
+---------------------------------------------------------------------------------------------
+
+-- Closes idle or lingering connections (bounds resources held by silent peers).
+function Server:sweep(now)
+  for _, c in pairs(self.conns) do
+    if (c.phase == "head" or c.phase == "body") and now - c.last_active > IDLE_TIMEOUT then
+      self:close(c)
+    elseif c.phase == "drain" and now > c.drain_until then
+      self:close(c)
+    end
+  end
+end
+
+function Server:select_sets()
+  local readers, writers = {}, {}
+  if self.nconns < MAX_CONNECTIONS then
+    readers[1] = self.listener
+  end
+  for sock, c in pairs(self.conns) do
+    local p = c.phase
+    if p == "head" or p == "body" or p == "stall" or p == "drain" then
+      readers[#readers + 1] = sock
+    end
+    if c.out then
+      writers[#writers + 1] = sock
+    end
+  end
+  return readers, writers
+end
+
+-- One heartbeat byte to the parent; false once the pipe is gone (luasocket ignores SIGPIPE,
+-- so the write fails with EPIPE instead of killing us).
+local function beat()
+  local ok = io.stdout:write("\n")
+  if ok then
+    ok = io.stdout:flush()
+  end
+  return ok and true or false
+end
+
+-- One select round: waits at most until `wake_at`, then serves whatever is ready.
+function Server:step(wake_at)
+  local readers, writers = self:select_sets()
+  local timeout = max(0, min(wake_at, self:next_timer()) - gettime())
+  local readable, writable = socket_select(readers, writers, timeout)
+  for _, sock in ipairs(writable or {}) do
+    local c = self.conns[sock]
+    if c and c.out then
+      self:flush(c)
+    end
+  end
+  for _, sock in ipairs(readable or {}) do
+    if sock == self.listener then
+      self:accept_all()
+    elseif self.conns[sock] then
+      self:on_readable(self.conns[sock])
+    end
+  end
+  self:run_timers(gettime())
+end
+
+--- Serves until shut down, the lifetime ends or (with heartbeat) the parent goes away.
+function Server:run()
+  local now = gettime()
+  local deadline = self.lifetime > 0 and now + self.lifetime or math.huge
+  local tick = now + 1 -- heartbeat and idle sweep, once a second
+  while self.running do
+    now = gettime()
+    if now >= deadline or (self.stop_at and now >= self.stop_at) then
+      break
+    end
+    if now >= tick then
+      tick = now + 1
+      if self.heartbeat and not beat() then
+        break
+      end
+      self:sweep(now)
+    end
+    self:step(min(tick, deadline, self.stop_at or math.huge))
+  end
+  self:close_all()
+end
+
+function Server:close_all()
+  for _, c in pairs(self.conns) do
+    self:close(c)
+  end
+  self.listener:close()
+  self.running = false
+end
+
+-- Seeds math.random from the kernel so two mocks never hand out the same ids.
+local function seed_random()
+  local seed
+  local f = io.open("/dev/urandom", "rb")
+  if f then
+    local bytes = f:read(4)
+    f:close()
+    if bytes and #bytes == 4 then
+      local a, b, c, d = bytes:byte(1, 4)
+      seed = ((a * 256 + b) * 256 + c) * 128 + floor(d / 2) -- 31 bits
+    end
+  end
+  math.randomseed(seed or floor(gettime() * 1000) % 2147483647)
+end
+
+--- Runs the mock in this process until it is shut down. opts: host ("127.0.0.1"; only
+-- loopback unless allow_non_loopback), port (0 = any free port), key, secret, account,
+-- lifetime (seconds, default 3600; 0 = no limit), heartbeat (write "\n" to stdout every
+-- second and exit when that fails), log (request log on stderr), on_listen (function(port)
+-- called after the LISTENING line).
+function M.main(opts)
+  opts = opts or {}
+  seed_random()
+  local srv = M.new(opts)
+  io.stdout:write("LISTENING ", tostring(srv.port), "\n")
+  io.stdout:flush()
+  if opts.on_listen then
+    opts.on_listen(srv.port)
+  end
+  srv:run()
+  return true
+end
+
+return M
