@@ -38,7 +38,7 @@ build = {
       ["calypso.purse"] = {
          sources = {
             "src/purse.c", "src/client.c", "src/endpoints.c", "src/validate.c",
-            "src/json.c", "src/errors.c", "src/http.c", "src/sign.c", "src/buf.c",
+            "src/json.c", "src/numbers.c", "src/errors.c", "src/http.c", "src/sign.c", "src/buf.c",
          },
          defines = { "_POSIX_C_SOURCE=200809L" },
          incdirs = { "$(CURL_INCDIR)", "$(MBEDTLS_INCDIR)" },

@@ -32,13 +32,31 @@ typedef struct calypso_client {
     char *url;                  /* base URL, then room for the longest path */
     size_t base_len;
     char key_hint[16];          /* first chars of the public key, for tostring */
+    char key[260];              /* the public key (not a secret), for other transports */
+    char user_agent[320];
+    long timeout_ms, connect_timeout_ms;
     long long clock_offset_ms;  /* added to the local clock for `timestamp` */
+    calypso_buf scratch;        /* response text rewritten for exact numbers */
+    int exact_amounts;          /* "amount" values as decimal strings */
     int open;
 } calypso_client;
 
+/* What came back from a transport: a failure (kind set) or an HTTP response. */
+typedef struct response {
+    const char *kind;           /* transport failure kind, or NULL for a response */
+    const char *detail;         /* transport failure text */
+    int sent;                   /* 0: provably never reached a server */
+    long status;
+    const char *body;
+    size_t len;
+    const char *date;           /* Date header, or NULL */
+    const char *retry_after;    /* Retry-After header, or NULL */
+} response;
+
 static const char *const option_names[] = {
     "key", "secret", "account", "base_url", "timeout", "connect_timeout", "ca_file",
-    "proxy", "user_agent", "max_response_size", "insecure_skip_tls_verify", NULL
+    "proxy", "user_agent", "max_response_size", "insecure_skip_tls_verify",
+    "exact_amounts", NULL
 };
 
 /* ------------------------------------------------------------------ options */
@@ -48,7 +66,7 @@ typedef struct options {
     size_t secret_len, account_len, base_len;
     double timeout, connect_timeout;
     lua_Integer max_response;
-    int insecure;
+    int insecure, exact_amounts;
 } options;
 
 static const char *opt_string(lua_State *L, const char *name, size_t *len, int required)
@@ -94,6 +112,17 @@ static double opt_seconds(lua_State *L, const char *name, double dflt)
     v = (double)lua_tonumber(L, -1);
     if (!(v >= 0.001 && v <= 86400.0))
         luaL_error(L, "calypso.purse.new: option '%s' must be between 0.001 and 86400 seconds", name);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_flag(lua_State *L, const char *name)
+{
+    int v;
+    lua_getfield(L, 1, name);
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_error(L, "calypso.purse.new: option '%s' must be a boolean", name);
+    v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
 }
@@ -153,11 +182,8 @@ static void read_options(lua_State *L, options *o)
     else
         o->max_response = (lua_Integer)lua_tonumber(L, -1);
     lua_pop(L, 1);
-    lua_getfield(L, 1, "insecure_skip_tls_verify");
-    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
-        luaL_error(L, "calypso.purse.new: option 'insecure_skip_tls_verify' must be a boolean");
-    o->insecure = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    o->insecure = opt_flag(L, "insecure_skip_tls_verify");
+    o->exact_amounts = opt_flag(L, "exact_amounts");
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -175,6 +201,7 @@ static void client_release(calypso_client *c)
 {
     calypso_http_free(&c->http);
     calypso_signer_free(&c->signer);
+    calypso_buf_free(&c->scratch);
     free(c->account_json);
     free(c->url);
     c->account_json = c->url = NULL;
@@ -237,17 +264,21 @@ int calypso_client_new(lua_State *L)
     c->account_json_len = aj_len;
     c->url = dup_bytes(o.base_url, o.base_len, sizeof CALYPSO_API_PREFIX + MAX_PATH);
     c->base_len = o.base_len;
+    c->exact_amounts = o.exact_amounts;
+    c->scratch.limit = (size_t)o.max_response + (size_t)o.max_response / 4;   /* quotes added */
     c->open = 1;   /* release now has something to do */
     if (c->account_json == NULL || c->url == NULL)
         return luaL_error(L, "calypso.purse.new: out of memory");
     snprintf(c->key_hint, sizeof c->key_hint, "%.8s", o.key);
+    snprintf(c->key, sizeof c->key, "%s", o.key);
+    snprintf(c->user_agent, sizeof c->user_agent, "%s", ua);
 
     ho.key = o.key;
     ho.user_agent = ua;
     ho.ca_file = o.ca_file;
     ho.proxy = o.proxy;
-    ho.timeout_ms = (long)(o.timeout * 1000.0 + 0.5);
-    ho.connect_timeout_ms = (long)(o.connect_timeout * 1000.0 + 0.5);
+    ho.timeout_ms = c->timeout_ms = (long)(o.timeout * 1000.0 + 0.5);
+    ho.connect_timeout_ms = c->connect_timeout_ms = (long)(o.connect_timeout * 1000.0 + 0.5);
     ho.max_response = (size_t)o.max_response;
     ho.insecure = o.insecure;
     if ((why = calypso_http_init(&c->http, &ho)) != NULL)
@@ -312,40 +343,39 @@ static int unwrap_list(lua_State *L, const char *body, size_t len)
 }
 
 static int finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
-                  const char *op, CURLcode rc)
+                  const char *op, const response *r)
 {
-    calypso_http *h = &c->http;
     calypso_failure f;
     char msg[400], reason[240], code[16], api_msg[240], trace[80];
-    const char *body = h->body.data ? h->body.data : "";
-    size_t len = h->body.len;
+    const char *body = r->body ? r->body : "";
+    size_t len = r->len;
     int top = lua_gettop(L);
 
     memset(&f, 0, sizeof f);
     f.op = op;
     f.message = msg;
-    f.sent = h->sent_bytes > 0;
-    f.date = h->date[0] ? h->date : NULL;
-    f.retry_after = h->retry_after[0] ? h->retry_after : NULL;
+    f.sent = r->sent;
+    f.status = r->status;
+    f.date = r->date;
+    f.retry_after = r->retry_after;
 
-    if (rc != CURLE_OK) {
-        f.kind = calypso_http_kind(rc);
-        clean_line(h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc), strlen(h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc)), reason, sizeof reason);
-        if (rc == CURLE_WRITE_ERROR)
-            snprintf(msg, sizeof msg, "response body larger than max_response_size (%zu bytes)", h->body.limit);
+    if (r->kind != NULL) {
+        f.kind = r->kind;
+        clean_line(r->detail, strlen(r->detail), reason, sizeof reason);
+        if (strcmp(r->kind, "too_large") == 0)
+            snprintf(msg, sizeof msg, "response body larger than max_response_size (%zu bytes)",
+                     c->http.body.limit);
         else
             snprintf(msg, sizeof msg, "%s error: %s", f.kind, reason);
-        f.retryable = rc != CURLE_WRITE_ERROR;
-        f.status = h->status;
+        f.retryable = strcmp(r->kind, "too_large") != 0;
         return calypso_push_failure(L, &f);
     }
 
-    f.status = h->status;
-    if (h->status >= 200 && h->status < 300) {
+    if (r->status >= 200 && r->status < 300) {
         int fc = first_char(body, len);
         f.kind = "decode";
-        if (calypso_json_decode(L, body, len, reason, sizeof reason) != 0) {
-            snprintf(msg, sizeof msg, "HTTP %ld with a body that is not valid JSON (%s)", h->status, reason);
+        if (calypso_json_decode(L, body, len, c->exact_amounts, &c->scratch, reason, sizeof reason) != 0) {
+            snprintf(msg, sizeof msg, "HTTP %ld with a body that is not valid JSON (%s)", r->status, reason);
             f.body = body;
             f.body_len = len;
             return calypso_push_failure(L, &f);
@@ -357,7 +387,7 @@ static int finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
             return 1;
         }
         lua_settop(L, top);
-        snprintf(msg, sizeof msg, "HTTP %ld with JSON of an unexpected shape (expected %s)", h->status,
+        snprintf(msg, sizeof msg, "HTTP %ld with JSON of an unexpected shape (expected %s)", r->status,
                  ep != NULL && ep->shape == CALYPSO_RETURNS_LIST ? "a list" : "an object");
         f.body = body;
         f.body_len = len;
@@ -366,9 +396,10 @@ static int finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
 
     /* Not 2xx: an API error when the body is JSON with an errorCode (whatever
      * the status: the docs only promise 400/500), otherwise a plain HTTP error. */
-    f.retryable = h->status == 408 || h->status == 429 || h->status == 502 ||
-                  h->status == 503 || h->status == 504;
-    if (first_char(body, len) == '{' && calypso_json_decode(L, body, len, reason, sizeof reason) == 0) {
+    f.retryable = r->status == 408 || r->status == 429 || r->status == 502 ||
+                  r->status == 503 || r->status == 504;
+    if (first_char(body, len) == '{' &&
+        calypso_json_decode(L, body, len, 0, NULL, reason, sizeof reason) == 0) {
         if (lua_type(L, -1) == LUA_TTABLE && get_text(L, "errorCode", code, sizeof code)) {
             f.kind = "api";
             f.code = code;
@@ -376,7 +407,7 @@ static int finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
             f.trace_id = get_text(L, "traceId", trace, sizeof trace) ? trace : NULL;
             f.retryable = f.retryable || strcmp(code, "000") == 0;
             snprintf(msg, sizeof msg, "API error %s: %s (HTTP %ld%s%s)", code,
-                     f.api_message ? f.api_message : "no message", h->status,
+                     f.api_message ? f.api_message : "no message", r->status,
                      f.trace_id ? ", trace " : "", f.trace_id ? f.trace_id : "");
             lua_settop(L, top);
             return calypso_push_failure(L, &f);
@@ -386,7 +417,7 @@ static int finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
     f.kind = "http";
     f.body = body;
     f.body_len = len;
-    snprintf(msg, sizeof msg, "HTTP %ld without a Calypso error body", h->status);
+    snprintf(msg, sizeof msg, "HTTP %ld without a Calypso error body", r->status);
     return calypso_push_failure(L, &f);
 }
 
@@ -416,15 +447,34 @@ static void check_path(lua_State *L, int idx, const char *p, size_t n)
         luaL_argerror(L, idx, "path must not contain '..'");
 }
 
-static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
-                   const char *path, size_t pathlen, int pidx)
+/* Writes the request path after the base URL in c->url; returns its start. */
+static const char *set_path(calypso_client *c, const calypso_endpoint *ep,
+                            const char *path, size_t pathlen)
 {
-    char msg[240], ts[32], sign_hex[CALYPSO_SIGN_HEX];
-    const char *op = ep != NULL ? ep->name : path;
+    char *p = c->url + c->base_len;
+    if (ep != NULL) {
+        path = ep->path;
+        pathlen = strlen(ep->path);
+    }
+    if (path[0] != '/') {
+        memcpy(p, CALYPSO_API_PREFIX, sizeof CALYPSO_API_PREFIX - 1);
+        p += sizeof CALYPSO_API_PREFIX - 1;
+    }
+    memcpy(p, path, pathlen + 1);
+    return c->url + c->base_len;
+}
+
+/* prepare: validates the payload at pidx, encodes it once, wraps it in the
+ * envelope and signs those bytes. On success leaves the body on top of the
+ * stack, fills sign_hex and returns 0; otherwise pushes nil, message, err
+ * and returns 3. */
+static int prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
+                   const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX])
+{
+    char msg[240], ts[32];
     const char *payload_json, *body;
     size_t payload_len, body_len;
     luaL_Buffer b;
-    CURLcode rc;
     int n;
 
     lua_settop(L, pidx);
@@ -453,24 +503,151 @@ static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
     luaL_addlstring(&b, payload_json, payload_len);
     luaL_addchar(&b, '}');
     luaL_pushresult(&b);                                  /* ..., payload_json, body */
+    lua_remove(L, -2);                                    /* ..., body */
     body = lua_tolstring(L, -1, &body_len);
-
     if (calypso_signer_sign(&c->signer, (const unsigned char *)body, body_len, sign_hex) != 0)
         return luaL_error(L, "calypso.purse: HMAC-SHA512 failed");
-    if (ep != NULL) {
-        memcpy(c->url + c->base_len, CALYPSO_API_PREFIX, sizeof CALYPSO_API_PREFIX - 1);
-        memcpy(c->url + c->base_len + sizeof CALYPSO_API_PREFIX - 1, ep->path, strlen(ep->path) + 1);
-    } else if (path[0] == '/') {
-        memcpy(c->url + c->base_len, path, pathlen + 1);
-    } else {
-        memcpy(c->url + c->base_len, CALYPSO_API_PREFIX, sizeof CALYPSO_API_PREFIX - 1);
-        memcpy(c->url + c->base_len + sizeof CALYPSO_API_PREFIX - 1, path, pathlen + 1);
-    }
+    return 0;
+}
+
+/* prepare, perform over libcurl, finish. */
+static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
+                   const char *path, size_t pathlen, int pidx)
+{
+    char sign_hex[CALYPSO_SIGN_HEX];
+    const char *op = ep != NULL ? ep->name : path;
+    const char *body;
+    size_t body_len;
+    calypso_http *h = &c->http;
+    response r;
+    CURLcode rc;
+
+    if (prepare(L, c, ep, op, pidx, sign_hex) != 0)
+        return 3;
+    body = lua_tolstring(L, -1, &body_len);
+    set_path(c, ep, path, pathlen);
     /* Writes, and paths we know nothing about, must reach the server at most once. */
-    rc = calypso_http_post(&c->http, c->url, body, body_len, sign_hex, ep == NULL || ep->writes);
+    rc = calypso_http_post(h, c->url, body, body_len, sign_hex, ep == NULL || ep->writes);
     c->url[c->base_len] = '\0';   /* tostring shows the base URL only */
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
-    return finish(L, c, ep, op, rc);
+
+    memset(&r, 0, sizeof r);
+    r.sent = h->sent_bytes > 0;
+    r.status = h->status;
+    r.date = h->date[0] ? h->date : NULL;
+    r.retry_after = h->retry_after[0] ? h->retry_after : NULL;
+    if (rc != CURLE_OK) {
+        r.kind = calypso_http_kind(rc);
+        r.detail = h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
+    } else {
+        r.body = h->body.data;
+        r.len = h->body.len;
+    }
+    return finish(L, c, ep, op, &r);
+}
+
+/* The endpoint named by the string at idx (a method name), or NULL. */
+static const calypso_endpoint *find_endpoint(lua_State *L, int idx)
+{
+    const char *name = lua_tostring(L, idx);
+    int i;
+    for (i = 0; name != NULL && i < calypso_endpoint_count; i++)
+        if (strcmp(calypso_endpoints[i].name, name) == 0)
+            return &calypso_endpoints[i];
+    return NULL;
+}
+
+/* Reads an operation argument (method name or path) for prepare/finish. */
+static const calypso_endpoint *check_op(lua_State *L, int idx, const char **path, size_t *pathlen)
+{
+    const calypso_endpoint *ep;
+    *path = luaL_checklstring(L, idx, pathlen);
+    ep = find_endpoint(L, idx);
+    if (ep == NULL)
+        check_path(L, idx, *path, *pathlen);
+    return ep;
+}
+
+/* client:prepare(op, payload) -> body, sign, path, writes | nil, message, err
+ * For transports other than libcurl (OpenResty cosockets): op is a method
+ * name ("get_customer") or a path as for client:call. */
+static int client_prepare(lua_State *L)
+{
+    calypso_client *c = check_client(L);
+    char sign_hex[CALYPSO_SIGN_HEX];
+    size_t pathlen;
+    const char *path;
+    const calypso_endpoint *ep = check_op(L, 2, &path, &pathlen);
+    if (prepare(L, c, ep, ep != NULL ? ep->name : path, 3, sign_hex) != 0)
+        return 3;
+    lua_pushlstring(L, sign_hex, sizeof sign_hex);
+    mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
+    lua_pushstring(L, set_path(c, ep, path, pathlen));
+    c->url[c->base_len] = '\0';
+    lua_pushboolean(L, ep == NULL || ep->writes);
+    return 4;
+}
+
+/* client:finish(op, status, body [, date [, retry_after]]) -> result | nil, message, err */
+static int client_finish(lua_State *L)
+{
+    calypso_client *c = check_client(L);
+    size_t pathlen;
+    const char *path;
+    const calypso_endpoint *ep = check_op(L, 2, &path, &pathlen);
+    response r;
+    memset(&r, 0, sizeof r);
+    r.sent = 1;
+    r.status = (long)luaL_checkinteger(L, 3);
+    r.body = luaL_checklstring(L, 4, &r.len);
+    r.date = luaL_optstring(L, 5, NULL);
+    r.retry_after = luaL_optstring(L, 6, NULL);
+    if (r.len > c->http.body.limit) {
+        r.kind = "too_large";
+        r.detail = "";
+    }
+    return finish(L, c, ep, ep != NULL ? ep->name : path, &r);
+}
+
+/* client:failure(op, kind, detail, sent) -> nil, message, err: a transport
+ * failure in exactly the shape the libcurl path gives. */
+static int client_failure(lua_State *L)
+{
+    static const char *const kinds[] = {
+        "timeout", "connect", "resolve", "tls", "network", "too_large", NULL
+    };
+    calypso_client *c = check_client(L);
+    size_t pathlen;
+    const char *path;
+    const calypso_endpoint *ep = check_op(L, 2, &path, &pathlen);
+    response r;
+    memset(&r, 0, sizeof r);
+    r.kind = kinds[luaL_checkoption(L, 3, NULL, kinds)];
+    r.detail = luaL_checkstring(L, 4);
+    r.sent = lua_toboolean(L, 5);
+    return finish(L, c, ep, ep != NULL ? ep->name : path, &r);
+}
+
+/* client:info() -> the settings another transport needs (never the secret). */
+static int client_info(lua_State *L)
+{
+    calypso_client *c = check_client(L);
+    lua_createtable(L, 0, 6);
+    lua_pushlstring(L, c->url, c->base_len);
+    lua_setfield(L, -2, "base_url");
+    lua_pushstring(L, c->key);
+    lua_setfield(L, -2, "key");
+    lua_pushstring(L, c->user_agent);
+    lua_setfield(L, -2, "user_agent");
+    lua_pushnumber(L, (lua_Number)c->timeout_ms / 1000.0);
+    lua_setfield(L, -2, "timeout");
+    lua_pushnumber(L, (lua_Number)c->connect_timeout_ms / 1000.0);
+    lua_setfield(L, -2, "connect_timeout");
+    lua_pushinteger(L, (lua_Integer)c->http.body.limit);
+    lua_setfield(L, -2, "max_response_size");
+    lua_pushboolean(L, c->exact_amounts);
+    lua_setfield(L, -2, "exact_amounts");
+    return 1;
 }
 
 /* client:<operation>(payload): one C function for all ten, driven by the
@@ -509,6 +686,10 @@ static int client_clock_offset(lua_State *L)
 
 static const luaL_Reg client_methods[] = {
     { "call", client_call },
+    { "prepare", client_prepare },
+    { "finish", client_finish },
+    { "failure", client_failure },
+    { "info", client_info },
     { "clock_offset", client_clock_offset },
     { "close", client_close },
     { NULL, NULL }

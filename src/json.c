@@ -1,10 +1,12 @@
 /* json.c: lua-cjson bridge (see json.h). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
 #include "compat.h"
 #include "json.h"
+#include "numbers.h"
 
 /* Calls cjson_instance[name](arg) for its configuration side effect. */
 static void configure(lua_State *L, const char *name, int arg)
@@ -75,6 +77,63 @@ static void normalize_number(lua_State *L, int idx)
 #endif
 }
 
+/* A marked string (numbers.h) back to an exact integer, or to its digits when
+ * the runtime has no integer type wide enough. */
+static void unmark_bigint(lua_State *L, int idx)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+#if LUA_VERSION_NUM >= 503
+    if (n - 1 <= 20) {   /* sign + 19 digits: the widest lua_Integer */
+        lua_Integer v = 0;
+        size_t i;
+        int neg = s[1] == '-', ok = 1;
+        for (i = 1 + (size_t)neg; i < n && ok; i++) {
+            int d = s[i] - '0';
+            if (d < 0 || d > 9)
+                ok = 0;
+            else if (!neg && v > (LUA_MAXINTEGER - d) / 10)
+                ok = 0;
+            else if (neg && v < (LUA_MININTEGER + d) / 10)
+                ok = 0;
+            else
+                v = v * 10 + (neg ? -d : d);
+        }
+        if (ok && n > 1 + (size_t)neg) {
+            lua_pushinteger(L, v);
+            lua_replace(L, idx);
+            return;
+        }
+    }
+#else
+    /* Doubles hold every integer below 2^53 exactly (and strtod finds it). */
+    if (n - 1 <= 17) {
+        char tmp[24];
+        double d;
+        memcpy(tmp, s + 1, n - 1);
+        tmp[n - 1] = '\0';
+        d = strtod(tmp, NULL);
+        if (fabs(d) < 9007199254740992.0) {
+            lua_pushnumber(L, d);
+            lua_replace(L, idx);
+            return;
+        }
+    }
+#endif
+    lua_pushlstring(L, s + 1, n - 1);
+    lua_replace(L, idx);
+}
+
+static int is_marked(lua_State *L, int idx)
+{
+    size_t n;
+    const char *s;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    s = lua_tolstring(L, idx, &n);
+    return n > 1 && s[0] == CALYPSO_BIGINT_MARK;
+}
+
 /* Walks a decoded table in place: numbers to integers, null members removed. */
 static void normalize_table(lua_State *L, int idx)
 {
@@ -83,8 +142,11 @@ static void normalize_table(lua_State *L, int idx)
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         int vt = lua_type(L, -1);
-        if (vt == LUA_TNUMBER) {
-            normalize_number(L, lua_gettop(L));
+        if (vt == LUA_TNUMBER || (vt == LUA_TSTRING && is_marked(L, -1))) {
+            if (vt == LUA_TNUMBER)
+                normalize_number(L, lua_gettop(L));
+            else
+                unmark_bigint(L, lua_gettop(L));
             lua_pushvalue(L, -2);
             lua_insert(L, -2);
             lua_rawset(L, idx);              /* assigning an existing field is allowed during next */
@@ -102,8 +164,20 @@ static void normalize_table(lua_State *L, int idx)
     }
 }
 
-int calypso_json_decode(lua_State *L, const char *s, size_t n, char *msg, size_t msglen)
+int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts,
+                        calypso_buf *scratch, char *msg, size_t msglen)
 {
+    if (scratch != NULL) {
+        int r = calypso_numbers_protect(s, n, exact_amounts, scratch);
+        if (r < 0) {
+            snprintf(msg, msglen, "malformed JSON: invalid UTF-8 or too large");
+            return -1;
+        }
+        if (r == 1) {
+            s = scratch->data;
+            n = scratch->len;
+        }
+    }
     lua_pushvalue(L, CALYPSO_UV_DECODE);
     lua_pushlstring(L, s, n);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -115,5 +189,7 @@ int calypso_json_decode(lua_State *L, const char *s, size_t n, char *msg, size_t
         normalize_table(L, lua_gettop(L));
     else if (lua_type(L, -1) == LUA_TNUMBER)
         normalize_number(L, lua_gettop(L));
+    else if (is_marked(L, -1))
+        unmark_bigint(L, lua_gettop(L));
     return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <lua.h>
+#include "buf.h"
 
 #define CALYPSO_UV_ENCODE lua_upvalueindex(1)
 #define CALYPSO_UV_DECODE lua_upvalueindex(2)
@@ -22,8 +23,12 @@ int calypso_json_encode(lua_State *L, int idx, char *msg, size_t msglen);
 
 /* Decodes s; on success pushes the value, normalised (see below), and returns 0;
  * else leaves the stack as it was, writes the reason to msg and returns -1.
- * Normalised: integral numbers become integers (Lua 5.3+), JSON null members
- * of objects are removed, JSON null items of arrays stay as purse.null. */
-int calypso_json_decode(lua_State *L, const char *s, size_t n, char *msg, size_t msglen);
+ * Normalised: integral numbers become integers (Lua 5.3+), integers too long
+ * for a double are decoded exactly (numbers.h), JSON null members of objects
+ * are removed, JSON null items of arrays stay as purse.null. With
+ * exact_amounts, "amount" values are decimal strings as the server wrote them.
+ * scratch is a buffer the rewrite may use (NULL: no rewriting at all). */
+int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts,
+                        calypso_buf *scratch, char *msg, size_t msglen);
 
 #endif

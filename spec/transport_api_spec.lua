@@ -1,0 +1,125 @@
+-- prepare / finish / failure: what a transport other than libcurl (OpenResty
+-- cosockets) uses. A request prepared in C, sent with luasocket and finished
+-- in C must give exactly what the built-in libcurl path gives.
+local purse = require "calypso.purse"
+local mock = require "calypso.mock"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+
+local server, client, customer
+
+-- Sends a prepared request with luasocket; returns status, body, headers.
+local function send(path, body, sign)
+   local out = {}
+   local _, status, headers = http.request{
+      url = server.url .. path, method = "POST",
+      headers = { ["Key"] = server.key, ["Sign"] = sign, ["Content-Type"] = "application/json",
+                  ["Content-Length"] = tostring(#body) },
+      source = ltn12.source.string(body), sink = ltn12.sink.table(out),
+   }
+   return status, table.concat(out), headers
+end
+
+local function via_prepare(op, payload)
+   local body, sign, path = client:prepare(op, payload)
+   if not body then return body, sign, path end
+   local status, rbody, headers = send(path, body, sign)
+   return client:finish(op, status, rbody, headers.date, headers["retry-after"])
+end
+
+setup(function()
+   server = mock.start()
+   client = purse.new(mock.client_options(server))
+   customer = assert(client:create_customer{ email = "t@example.com" })
+end)
+teardown(function()
+   client:close()
+   server:stop()
+end)
+
+describe("client:prepare", function()
+   it("returns the signed envelope, the path and whether it is a write", function()
+      local body, sign, path, writes = client:prepare("get_customer", { customerId = customer.id })
+      assert.are.equal("/api/v1/customer-purse/customer/get", path)
+      assert.is_false(writes)
+      assert.are.equal(purse.sign(server.secret, body), sign)
+      local ts = body:match('^{"account":"0x%x+","timestamp":(%d+),"payload":')
+      assert.truthy(ts, body)
+      assert.are.equal('{"account":"' .. server.account .. '","timestamp":' .. ts ..
+                       ',"payload":{"customerId":"' .. customer.id .. '"}}', body)
+      local _, _, p2, w2 = client:prepare("customer/create", {})
+      assert.are.equal("/api/v1/customer-purse/customer/create", p2)
+      assert.is_true(w2)
+      local _, _, p3 = client:prepare("/api/v2/other", {})
+      assert.are.equal("/api/v2/other", p3)
+   end)
+
+   it("gives the same invalid failure as the method", function()
+      local a = { client:prepare("get_customer", { customerId = "x" }) }
+      local b = { client:get_customer{ customerId = "x" } }
+      assert.are.same(b, a)
+   end)
+end)
+
+describe("client:finish", function()
+   it("turns the same answer into the same table as the libcurl path", function()
+      assert.are.same(assert(client:get_customer{ customerId = customer.id }),
+                      assert(via_prepare("get_customer", { customerId = customer.id })))
+      local p = assert(client:get_address{ customerId = customer.id, currency = "ETH" })
+      assert.are.same(p, assert(via_prepare("get_address", { customerId = customer.id, currency = "ETH" })))
+      assert.are.same(assert(client:get_purses{ customerId = customer.id }),
+                      assert(via_prepare("get_purses", { customerId = customer.id })))
+   end)
+
+   it("turns the same error answer into the same failure", function()
+      local unknown = "00000000-0000-4000-8000-000000000000"
+      local _, m1, e1 = client:get_customer{ customerId = unknown }
+      local _, m2, e2 = via_prepare("get_customer", { customerId = unknown })
+      -- the trace id is random per answer; everything else is identical
+      e1.trace_id, e2.trace_id = nil, nil
+      assert.are.equal(m1:gsub("trace %S+", ""), (m2:gsub("trace %S+", "")))
+      e1.message, e2.message = nil, nil
+      assert.are.same(e1, e2)
+      assert.are.equal("004", e2.code)
+   end)
+
+   it("classifies status and body exactly as the libcurl path", function()
+      local res, msg, err = client:finish("get_customer", 503, "<html>busy</html>")
+      assert.is_nil(res)
+      assert.are.same({ "http", 503, true }, { err.kind, err.status, err.retryable })
+      assert.are.equal("calypso: get_customer: HTTP 503 without a Calypso error body", msg)
+      res, msg, err = client:finish("get_customer", 200, "[1]")
+      assert.are.equal("decode", err.kind)
+      res, msg, err = client:finish("get_customer", 200, string.rep(" ", 9 * 1024 * 1024))
+      assert.are.equal("too_large", err.kind)
+      assert.has_error(function() client:finish("get_customer", "OK", "{}") end)
+      assert.has_error(function() client:finish("no such op!", 200, "{}") end)
+   end)
+end)
+
+describe("client:failure", function()
+   it("builds a transport failure in the libcurl path's shape", function()
+      local res, msg, err = client:failure("get_customer", "timeout", "read timed out", true)
+      assert.is_nil(res)
+      assert.are.equal("calypso: get_customer: timeout error: read timed out", msg)
+      assert.are.same({ kind = "timeout", message = msg, op = "get_customer", retryable = true, sent = true }, err)
+      local _, _, e2 = client:failure("create_customer", "connect", "connection refused", false)
+      assert.are.same({ "connect", false }, { e2.kind, e2.sent })
+      assert.has_error(function() client:failure("get_customer", "bogus", "x", true) end)
+   end)
+end)
+
+describe("client:info", function()
+   it("tells another transport what it needs, never the secret", function()
+      local info = client:info()
+      assert.are.equal(server.url, info.base_url)
+      assert.are.equal(server.key, info.key)
+      assert.truthy(info.user_agent:find("^calypso%-purse/"))
+      assert.are.equal(30, info.timeout)
+      assert.are.equal(10, info.connect_timeout)
+      assert.are.equal(8 * 1024 * 1024, info.max_response_size)
+      for _, v in pairs(info) do
+         assert.is_nil(tostring(v):find(server.secret, 1, true))
+      end
+   end)
+end)
