@@ -25,7 +25,10 @@ dependencies = {
 }
 
 external_dependencies = {
-   CURL = { header = "curl/curl.h", library = "curl" },
+   -- Only the library: Debian keeps curl/curl.h in the multiarch include dir
+   -- (/usr/include/<triplet>), which the compiler searches by itself but luarocks
+   -- does not. CURL_INCDIR=... still works as an override.
+   CURL = { library = "curl" },
    MBEDTLS = { header = "mbedtls/md.h", library = "mbedcrypto" },
 }
 
