@@ -46,10 +46,7 @@ demo: deps build
 	  $(lua_bin_$(LUA_VERSION)) examples/quickstart.lua
 
 test: deps build rock
-	sh scripts/run-specs.sh $(LUA_VERSION)
-	@echo "quickstart from the installed rock:"
-	LUA_PATH='$(BUILD)/rocks/share/lua/$(LUA_VERSION)/?.lua;$(BUILD)/rocks/share/lua/$(LUA_VERSION)/?/init.lua;;' \
-	  LUA_CPATH='$(BUILD)/rocks/lib/lua/$(LUA_VERSION)/?.so;;' $(lua_bin_$(LUA_VERSION)) examples/quickstart.lua
+	sh scripts/test.sh
 
 # Proves the rockspec builds and installs from a clean tree (into build/rocks).
 rock:

@@ -1,6 +1,8 @@
 /* purse.c: module entry for calypso.purse: metatables, functions, version,
  * one-time global init. */
+#include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <curl/curl.h>
 #include <lauxlib.h>
 #include "compat.h"
@@ -34,6 +36,30 @@ static int purse_verify(lua_State *L)
     return 1;
 }
 
+/* purse.now() -> seconds on a monotonic clock (for deadlines and durations). */
+static int purse_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* purse.sleep(seconds): blocks the calling thread (outside nginx only; inside
+ * OpenResty the Lua layer uses ngx.sleep, which yields instead). */
+static int purse_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (!(s >= 0 && s <= 86400))
+        return luaL_argerror(L, 1, "seconds must be from 0 to 86400");
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
 /* purse.operations: name -> { path = "...", writes = bool }, from the one table. */
 static void push_operations(lua_State *L)
 {
@@ -55,6 +81,8 @@ static const luaL_Reg purse_functions[] = {
     { "new", calypso_client_new },
     { "sign", purse_sign },
     { "verify", purse_verify },
+    { "now", purse_now },
+    { "sleep", purse_sleep },
     { NULL, NULL }
 };
 
