@@ -8,6 +8,7 @@
 #include "compat.h"
 #include "client.h"
 #include "endpoints.h"
+#include "errors.h"
 #include "json.h"
 #include "sign.h"
 
@@ -33,6 +34,38 @@ static int purse_verify(lua_State *L)
     const char *sig = luaL_checklstring(L, 3, &sn);
     lua_pushboolean(L, calypso_sign_verify((const unsigned char *)key, kn,
                                            (const unsigned char *)msg, mn, sig, sn));
+    return 1;
+}
+
+#define SCRATCH_MT "calypso.purse.scratch"
+
+static int scratch_gc(lua_State *L)
+{
+    calypso_buf_free(luaL_checkudata(L, 1, SCRATCH_MT));
+    return 0;
+}
+
+/* purse.decode(text [, exact_amounts]) -> value | nil, message, err
+ * The response decoder of the clients (integers, nulls, exact numbers), for
+ * text that did not come through a client, such as webhook bodies. */
+static int purse_decode(lua_State *L)
+{
+    size_t n;
+    const char *text = luaL_checklstring(L, 1, &n);
+    int exact = lua_toboolean(L, 2);
+    char reason[240];
+    /* The rewrite buffer is owned by a userdata, so a memory error raised
+     * while decoding cannot leak it: __gc frees it then. */
+    calypso_buf *scratch = lua_newuserdata(L, sizeof *scratch);
+    int r;
+    memset(scratch, 0, sizeof *scratch);
+    luaL_getmetatable(L, SCRATCH_MT);
+    lua_setmetatable(L, -2);
+    scratch->limit = n + n / 2 + 64;   /* every rewritten token adds two or three bytes */
+    r = calypso_json_decode(L, text, n, exact, scratch, reason, sizeof reason);
+    calypso_buf_free(scratch);
+    if (r != 0)
+        return calypso_push_simple_failure(L, "decode", "decode", reason);
     return 1;
 }
 
@@ -82,6 +115,7 @@ static const luaL_Reg purse_functions[] = {
     { "sign", purse_sign },
     { "verify", purse_verify },
     { "now", purse_now },
+    { "decode", purse_decode },
     { "sleep", purse_sleep },
     { NULL, NULL }
 };
@@ -94,6 +128,10 @@ __attribute__((visibility("default"))) int luaopen_calypso_purse(lua_State *L)
         return luaL_error(L, "calypso.purse: curl_global_init failed");
     calypso_json_push_codec(L);                      /* enc, dec */
     calypso_client_register(L);
+    luaL_newmetatable(L, SCRATCH_MT);
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     lua_newtable(L);                                 /* enc, dec, M */
     lua_pushvalue(L, -3);
     lua_pushvalue(L, -3);
