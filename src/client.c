@@ -251,8 +251,11 @@ int calypso_client_new(lua_State *L)
     if (calypso_json_encode(L, 2, msg, sizeof msg) != 0)
         luaL_error(L, "calypso.purse.new: option 'account' cannot be encoded (%s)", msg);
     aj = lua_tolstring(L, -1, &aj_len);               /* opts, account, account_json */
-    snprintf(ua, sizeof ua, "calypso-purse/" CALYPSO_VERSION " %s%s%s",
-             curl_version(), o.user_agent ? " " : "", o.user_agent ? o.user_agent : "");
+    /* libcurl formats the User-Agent into every request byte by byte: keep it
+     * short (curl_version() lists every linked library, ~200 bytes). */
+    snprintf(ua, sizeof ua, "calypso-purse/" CALYPSO_VERSION " libcurl/%s%s%s",
+             curl_version_info(CURLVERSION_NOW)->version, o.user_agent ? " " : "",
+             o.user_agent ? o.user_agent : "");
 
     /* Everything is checked: now take resources, each owned by the userdata
      * so that __gc frees them even if a later step raises. */
