@@ -1,0 +1,35 @@
+#!/bin/sh
+# The nginx stage of `make test`: calypso.transport.ngx in a real, private nginx
+# (Debian's nginx + libnginx-mod-http-lua) on 127.0.0.1, against the bundled mock.
+#   scripts/test-nginx.sh [busted args]
+# Builds the C core for LuaJIT (build/jit, the runtime nginx's lua module embeds), then runs
+# spec/nginx_spec.lua with busted under lua5.4 (the spec only talks HTTP to nginx, with
+# luasocket). nginx runs with its own prefix under /tmp and is stopped by the spec; a
+# watchdog stops it too if the spec dies. Ends with "lua ngx: N passed, M failed".
+set -eu
+cd "$(dirname "$0")/.."
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "test-nginx: nginx is not installed (scripts/install-deps.sh installs it)"
+  echo "lua ngx: 0 passed, 1 failed"
+  exit 1
+fi
+if [ ! -f /usr/share/nginx/modules/ngx_http_lua_module.so ]; then
+  echo "test-nginx: libnginx-mod-http-lua is not installed (scripts/install-deps.sh installs it)"
+  echo "lua ngx: 0 passed, 1 failed"
+  exit 1
+fi
+make -s build LUA_VERSION=jit
+make -s build LUA_VERSION=5.4
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+CALYPSO_NGINX_SPEC=1 LUA_CPATH="build/5.4/?.so;;" CALYPSO_MOCK_LUA=lua5.4 \
+  lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_spec.lua "$@" \
+  >"$log" 2>&1 || status=$?
+cat "$log"
+summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1 || true)
+[ -n "$summary" ] || { echo "test-nginx: busted printed no summary"; echo "lua ngx: 0 passed, 1 failed"; exit 1; }
+passed=$(echo "$summary" | sed -E 's#^([0-9]+) success.*#\1#')
+failed=$(echo "$summary" | sed -E 's#^[0-9]+ successes? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#' | awk '{print $1 + $2}')
+echo "lua ngx: $passed passed, $failed failed"
+exit $status

@@ -1,0 +1,154 @@
+-- Handlers for the private nginx of spec/nginx_spec.lua (loaded with lua_package_path).
+--
+-- POST /call with a JSON body
+--   { client = { key, secret, account, base_url, timeout, ... },  -- purse.new options
+--     op = "get_customer", payload = { ... },
+--     via = "ngx" | "curl" | "calypso" | "both",                  -- default "ngx"
+--     transport = { pool_size, keepalive_timeout } }               -- calypso.transport.ngx opts
+-- answers { ngx = { res, msg, err }, curl = { ... }, calypso = { ... }, elapsed = { ... },
+--           stats = { connects, reused, resent, last_reused }, phase = ngx.get_phase() }.
+-- "ngx" goes through calypso.transport.ngx (cosockets), "curl" through the core's own
+-- blocking libcurl method, "calypso" through require("calypso").new (the Lua layer decides).
+local cjson = require("cjson.safe")
+local purse = require("calypso.purse")
+local transport = require("calypso.transport.ngx")
+
+local M = {}
+
+-- Transports are kept per worker and per client settings, so the stats add up across
+-- requests (the keep-alive pool itself is per worker whatever we do).
+local transports = {}
+
+local function key_of(t)
+   local keys = {}
+   for k in pairs(t) do keys[#keys + 1] = k end
+   table.sort(keys)
+   local parts = {}
+   for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(t[k]) end
+   return table.concat(parts, "&")
+end
+
+local function triple(res, msg, err)
+   return { res = res, msg = msg, err = err }
+end
+
+local function via_ngx(req)
+   local k = key_of(req.client) .. "|" .. key_of(req.transport or {})
+   local t = transports[k]
+   if not t then
+      t = transport.new(purse.new(req.client), req.transport)
+      transports[k] = t
+   end
+   local out = triple(t:request(req.op, req.payload))
+   return out, t.stats
+end
+
+local function call_method(client, op, payload)
+   if purse.operations[op] then
+      return client[op](client, payload)
+   end
+   return client:call(op, payload)
+end
+
+local function via_curl(req)
+   local c = purse.new(req.client)
+   local out = triple(call_method(c, req.op, req.payload))
+   c:close()
+   return out
+end
+
+local function via_calypso(req)
+   local c = require("calypso").new(req.client)
+   return triple(call_method(c, req.op, req.payload))
+end
+
+local function timed(fn, req)
+   ngx.update_time()
+   local t0 = ngx.now()
+   local a, b = fn(req)
+   ngx.update_time()
+   return a, b, ngx.now() - t0
+end
+
+--- Runs one request as described by the table `req`; returns the answer table.
+function M.run(req)
+   local via = req.via or "ngx"
+   local _
+   local answer = {
+      phase = ngx.get_phase(), available = transport.available(), elapsed = {},
+      runtime = {
+         jit = rawget(_G, "jit") and jit.version, lua = _VERSION,
+         openresty_luajit = (pcall(require, "table.isempty")), -- only OpenResty's branch has it
+         ngx_lua = ngx.config.ngx_lua_version, purse = purse._VERSION,
+         purse_file = package.searchpath and package.searchpath("calypso.purse", package.cpath),
+      },
+   }
+   if via == "ngx" or via == "both" then
+      answer.ngx, answer.stats, answer.elapsed.ngx = timed(via_ngx, req)
+      answer.stats = {
+         connects = answer.stats.connects, reused = answer.stats.reused,
+         resent = answer.stats.resent, last_reused = answer.stats.last_reused,
+      }
+   end
+   if via == "curl" or via == "both" then
+      answer.curl, _, answer.elapsed.curl = timed(via_curl, req)
+   end
+   if via == "calypso" then
+      answer.calypso, _, answer.elapsed.calypso = timed(via_calypso, req)
+   end
+   return answer
+end
+
+local function reply(status, value)
+   ngx.status = status
+   ngx.header["Content-Type"] = "application/json"
+   ngx.print(cjson.encode(value))
+end
+
+--- content_by_lua handler for POST /call.
+function M.call()
+   ngx.req.read_body()
+   local req = cjson.decode(ngx.req.get_body_data() or "")
+   if type(req) ~= "table" or type(req.client) ~= "table" or type(req.op) ~= "string" then
+      return reply(400, { error = "bad request" })
+   end
+   return reply(200, M.run(req))
+end
+
+--- content_by_lua handler for POST /timer: the same call from an ngx.timer (no request
+-- object there); waits, bounded, for the timer to finish.
+function M.timer()
+   ngx.req.read_body()
+   local req = cjson.decode(ngx.req.get_body_data() or "")
+   if type(req) ~= "table" or type(req.client) ~= "table" then
+      return reply(400, { error = "bad request" })
+   end
+   local box = {}
+   local ok, err = ngx.timer.at(0, function(premature)
+      if premature then return end
+      box.answer = M.run(req)
+   end)
+   if not ok then
+      return reply(500, { error = tostring(err) })
+   end
+   for _ = 1, 300 do -- at most ~30 s
+      if box.answer then break end
+      ngx.sleep(0.1)
+   end
+   return reply(box.answer and 200 or 504, box.answer or { error = "timer did not finish" })
+end
+
+--- Records available() for the current phase in the shared dict "phases".
+function M.record_phase(name)
+   ngx.shared.phases:set(name or ngx.get_phase(), tostring(transport.available()))
+end
+
+--- content_by_lua handler for GET /phases: what available() said in each phase seen so far.
+function M.phases()
+   local d = ngx.shared.phases
+   local out = {}
+   for _, k in ipairs(d:get_keys(100)) do out[k] = d:get(k) end
+   return reply(200, out)
+end
+
+return M

@@ -1,0 +1,415 @@
+-- calypso.transport.ngx in a real nginx: Debian's nginx + libnginx-mod-http-lua, started
+-- privately on 127.0.0.1 by spec/support/nginx.lua, with the handlers of
+-- spec/nginx/calypso_test.lua calling the bundled mock.
+--
+-- Run by scripts/test-nginx.sh (it builds build/jit first and sets CALYPSO_NGINX_SPEC=1);
+-- busted itself runs under lua5.4 and talks to nginx over HTTP with luasocket. Without
+-- CALYPSO_NGINX_SPEC this file registers nothing, so the per-runtime suite skips it.
+if os.getenv("CALYPSO_NGINX_SPEC") ~= "1" then
+   return
+end
+
+local socket = require("socket")
+local cjson = require("cjson")
+local mock = require("calypso.mock")
+local nginx = require("support.nginx")
+local dns_server = require("support.dns")
+
+local server, dns, h, certs, tls_port
+local N, D = 10, 0.5 -- concurrency proof: N calls, each answered after D seconds
+
+local function sh(cmd)
+   local ok = os.execute(cmd .. " >/dev/null 2>&1")
+   assert(ok == true or ok == 0, "command failed: " .. cmd)
+end
+
+-- A local CA and a server certificate for calypso.test signed by it (EC keys: quick).
+local function make_certs(dir)
+   local q = nginx.shell_quote
+   sh("mkdir -p " .. q(dir))
+   nginx.write_file(dir .. "/server.ext", "subjectAltName=DNS:calypso.test\n"
+      .. "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+   local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+   sh(("cd %s && openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 -subj /CN=calypso-test-ca "
+      .. "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"):format(q(dir), ec))
+   sh(("cd %s && openssl req %s -keyout server.key -out server.csr -subj /CN=calypso.test"):format(q(dir), ec))
+   sh(("cd %s && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      .. "-out server.pem -days 2 -extfile server.ext"):format(q(dir)))
+   sh("chmod 755 " .. q(dir) .. " && chmod 644 " .. q(dir) .. "/*")
+   return { ca = dir .. "/ca.pem", cert = dir .. "/server.pem", key = dir .. "/server.key" }
+end
+
+local function client_opts(extra)
+   local o = mock.client_options(server)
+   for k, v in pairs(extra or {}) do o[k] = v end
+   return o
+end
+
+-- POSTs a request description to a location; returns the decoded answer.
+local function run(path, req)
+   local status, body = h:request("POST", path, cjson.encode(req))
+   assert(status == 200, "HTTP " .. tostring(status) .. ": " .. tostring(body) .. "\n" .. (h:error_log() or ""))
+   return cjson.decode(body)
+end
+
+local function call(op, payload, via, extra, path)
+   return run(path or "/call", {
+      client = client_opts(extra and extra.client), op = op, payload = payload or {}, via = via,
+      transport = extra and extra.transport,
+   })
+end
+
+-- Drops what legitimately differs between two answers to the same request (the mock's
+-- random trace id and the second-resolution Date) after checking they are there.
+local function normalise(t)
+   if t.err then
+      if t.err.status then assert.is_string(t.err.date) end
+      t.err.date = nil
+      if t.err.trace_id then
+         local pattern = t.err.trace_id:gsub("%p", "%%%0")
+         t.err.message = t.err.message:gsub(pattern, "TRACE")
+         t.msg = t.msg:gsub(pattern, "TRACE")
+         t.err.trace_id = "TRACE"
+      end
+   end
+   return t
+end
+
+-- The same operation through cosockets and through libcurl, inside the same nginx worker.
+local function both(op, payload, extra)
+   local a = call(op, payload, "both", extra)
+   return normalise(a.ngx), normalise(a.curl), a
+end
+
+local function same_both(op, payload, extra)
+   local n, c = both(op, payload, extra)
+   assert.are.same(c, n)
+   return n
+end
+
+setup(function()
+   server = mock.start()
+   dns = dns_server.start({ "calypso.test", "other.test" })
+   local prefix = nginx.tempdir("nginx")
+   certs = make_certs(prefix .. "/certs")
+   tls_port = nginx.free_port()
+   local resolver = "resolver 127.0.0.1:" .. dns.port .. " ipv6=off valid=1s; resolver_timeout 2s;"
+   local trust = "lua_ssl_trusted_certificate " .. certs.ca .. "; lua_ssl_verify_depth 2;"
+   local handler = 'content_by_lua_block { require("calypso_test").call() }'
+   h = nginx.start{
+      prefix = prefix,
+      http = table.concat({
+         "lua_shared_dict phases 1m;",
+         'init_by_lua_block { require("calypso_test").record_phase() }',
+         'init_worker_by_lua_block { require("calypso_test").record_phase() }',
+      }, "\n"),
+      server = table.concat({
+         "location = /call { " .. trust .. resolver .. handler .. " }",
+         "location = /call-noca { " .. resolver .. handler .. " }",
+         "location = /call-noresolver { " .. handler .. " }",
+         "location = /timer { " .. trust .. resolver
+            .. ' content_by_lua_block { require("calypso_test").timer() } }',
+         'location = /ping { return 200 "pong\\n"; }',
+         "location = /phases-run {",
+         '  set_by_lua_block $unused { require("calypso_test").record_phase("set") return "" }',
+         '  rewrite_by_lua_block { require("calypso_test").record_phase() }',
+         '  access_by_lua_block { require("calypso_test").record_phase() }',
+         '  header_filter_by_lua_block { require("calypso_test").record_phase() }',
+         '  body_filter_by_lua_block { require("calypso_test").record_phase() }',
+         '  log_by_lua_block { require("calypso_test").record_phase() }',
+         '  content_by_lua_block { require("calypso_test").record_phase() ngx.say("ok") }',
+         "}",
+         'location = /phases { content_by_lua_block { require("calypso_test").phases() } }',
+      }, "\n"),
+      -- TLS in front of the mock: calypso.test with a certificate from the local CA
+      servers = table.concat({
+         "server {",
+         "  listen 127.0.0.1:" .. tls_port .. " ssl;",
+         "  server_name calypso.test;",
+         "  ssl_certificate " .. certs.cert .. ";",
+         "  ssl_certificate_key " .. certs.key .. ";",
+         "  location / { proxy_pass http://127.0.0.1:" .. server.port .. "; proxy_http_version 1.1;",
+         '    proxy_set_header Connection ""; }',
+         "}",
+      }, "\n"),
+   }
+end)
+
+teardown(function()
+   if h then
+      h:stop()
+      os.execute("rm -rf " .. nginx.shell_quote(h.prefix))
+   end
+   if dns then dns:stop() end
+   if server then server:stop() end
+end)
+
+describe("nginx + ngx_lua", function()
+   it("runs the C core built against /usr/include/luajit-2.1 on OpenResty's LuaJIT", function()
+      local a = call("get_customer", { customerId = "x" }, "ngx")
+      assert.are.equal("content", a.phase)
+      assert.is_true(a.available)
+      assert.truthy(a.runtime.jit:find("^LuaJIT 2%.1"))
+      assert.is_true(a.runtime.openresty_luajit)
+      assert.truthy(a.runtime.purse_file:find("/build/jit/calypso/purse%.so$"), a.runtime.purse_file)
+      assert.truthy(a.runtime.ngx_lua >= 10000)
+   end)
+
+   it("says where cosockets are allowed", function()
+      h:request("GET", "/phases-run")
+      socket.sleep(0.2) -- the log phase runs after the answer went out
+      local _, body = h:request("GET", "/phases")
+      assert.are.same({
+         init = "false", init_worker = "false", set = "false",
+         rewrite = "true", access = "true", content = "true",
+         header_filter = "false", body_filter = "false", log = "false",
+      }, cjson.decode(body))
+   end)
+end)
+
+describe("every operation over cosockets", function()
+   it("gives what the libcurl path gives", function()
+      local created = call("create_customer", { email = "ngx@example.com", externalId = "ngx-1" }, "ngx").ngx.res
+      assert.are.equal("ngx@example.com", created.email)
+      local id = created.id
+      assert.are.same(created, same_both("get_customer", { customerId = id }).res)
+      local by_ext = same_both("get_customers_by_external_id", { externalId = "ngx-1" })
+      assert.are.same({ created }, by_ext.res.customers)
+      local updated = call("update_customer", { id = id, description = "via cosockets" }, "ngx").ngx.res
+      assert.are.equal("via cosockets", updated.description)
+      assert.are.same(updated, same_both("get_customer", { customerId = id }).res)
+      assert.is_true(call("block_customer", { customerId = id }, "ngx").ngx.res.blocked)
+      assert.is_true(same_both("get_customer", { customerId = id }).res.blocked)
+      assert.is_false(call("unblock_customer", { customerId = id }, "ngx").ngx.res.blocked)
+      local address = same_both("get_address", { customerId = id, currency = "USDT_TRX" }).res
+      assert.is_string(address.address)
+      local purses = same_both("get_purses", { customerId = id }).res
+      assert.are.equal(address.address, purses[1].address)
+      local tx = server:deposit{ customerId = id, currency = "USDT_TRX", amount = 25.5, state = "CONFIRMED" }
+      local got = same_both("get_transaction", { transactionId = tx.id }).res
+      assert.are.equal(25.5, got.amount)
+      local page = same_both("find_transactions", {
+         customerId = id, pageNumber = 0, pageSize = 10,
+         currencyFilter = { ["in"] = { "USDT_TRX", "ETH" } },
+      }).res
+      assert.are.equal(tx.id, page.result[1].id)
+      assert.are.equal(id, same_both("customer/get", { customerId = id }).res.id)
+      -- exact amounts come out of the same decoder
+      local exact = same_both("get_transaction", { transactionId = tx.id }, { client = { exact_amounts = true } }).res
+      assert.are.equal("25.5", exact.amount)
+   end)
+
+   it("gives the same failures as the libcurl path", function()
+      local inv = same_both("get_customer", { customerId = "not-a-uuid" })
+      assert.are.equal("invalid", inv.err.kind)
+      local api = same_both("get_customer", { customerId = "00000000-0000-4000-8000-000000000000" })
+      assert.are.same({ "api", "004", 400 }, { api.err.kind, api.err.code, api.err.status })
+      server:fault{ mode = "html503", count = 2 }
+      local busy = same_both("get_customers_by_external_id", { externalId = "x" })
+      assert.are.same({ "http", 503, true }, { busy.err.kind, busy.err.status, busy.err.retryable })
+      server:fault{ mode = "malformed", count = 2 }
+      assert.are.equal("decode", same_both("get_customers_by_external_id", { externalId = "x" }).err.kind)
+      server:fault{ mode = "raw", status = 429, count = 2, headers = { ["Retry-After"] = "7" },
+                    body = '{"errorCode":"000","message":"slow down"}' }
+      local slow = same_both("get_customers_by_external_id", { externalId = "x" })
+      assert.are.same({ "api", "7", true }, { slow.err.kind, slow.err.retry_after, slow.err.retryable })
+   end)
+
+   it("reads chunked answers and caps the body size like the libcurl path", function()
+      local chunked = "5\r\n" .. '{"cus' .. "\r\n" .. "e\r\n" .. 'tomers":[]}   ' .. "\r\n0\r\n\r\n"
+      server:fault{ mode = "raw", status = 200, count = 2, body = chunked,
+                    headers = { ["Transfer-Encoding"] = "chunked" } }
+      local ok = same_both("get_customers_by_external_id", { externalId = "x" })
+      assert.are.same({}, ok.res.customers)
+      -- larger than max_response_size: with Content-Length, and chunked
+      local small = { client = { max_response_size = 1024 } }
+      local padded = '{"customers":[]}' .. string.rep(" ", 2000)
+      server:fault{ mode = "raw", status = 200, count = 2, body = padded }
+      local big = same_both("get_customers_by_external_id", { externalId = "x" }, small)
+      assert.are.same({ "too_large", true }, { big.err.kind, big.err.sent })
+      server:fault{ mode = "raw", status = 200, count = 2, headers = { ["Transfer-Encoding"] = "chunked" },
+                    body = ("%x\r\n%s\r\n0\r\n\r\n"):format(#padded, padded) }
+      big = same_both("get_customers_by_external_id", { externalId = "x" }, small)
+      assert.are.equal("too_large", big.err.kind)
+   end)
+
+   it("works from an ngx.timer", function()
+      local c = assert(mock.client_options(server))
+      local a = run("/timer", { client = c, op = "get_customers_by_external_id",
+                                payload = { externalId = "ngx-1" }, via = "both" })
+      assert.are.equal("timer", a.phase)
+      assert.is_true(a.available)
+      assert.are.same(a.curl.res, a.ngx.res)
+      assert.are.equal(1, #a.ngx.res.customers)
+   end)
+end)
+
+describe("transport failures", function()
+   it("connection refused: kind connect, never sent", function()
+      local closed = nginx.free_port()
+      local n, c = both("get_customers_by_external_id", { externalId = "x" }, { client = { base_url = "http://127.0.0.1:" .. closed } })
+      for _, r in ipairs({ n, c }) do
+         assert.are.same({ "connect", false, true }, { r.err.kind, r.err.sent, r.err.retryable })
+      end
+   end)
+
+   it("a stalled server: kind timeout after the total timeout", function()
+      server:fault{ mode = "stall" }
+      local a = call("get_customers_by_external_id", { externalId = "x" }, "ngx", { client = { timeout = 1 } })
+      assert.are.same({ "timeout", true, true }, { a.ngx.err.kind, a.ngx.err.sent, a.ngx.err.retryable })
+      assert.is_true(a.elapsed.ngx >= 0.9 and a.elapsed.ngx < 3, tostring(a.elapsed.ngx))
+      -- a slow answer is bounded by the same total timeout
+      server:fault{ mode = "delay", seconds = 3 }
+      a = call("get_customers_by_external_id", { externalId = "x" }, "ngx", { client = { timeout = 1 } })
+      assert.are.equal("timeout", a.ngx.err.kind)
+      assert.is_true(a.elapsed.ngx < 2.5, tostring(a.elapsed.ngx))
+      -- the libcurl path says the same
+      server:fault{ mode = "stall" }
+      a = call("get_customers_by_external_id", { externalId = "x" }, "curl", { client = { timeout = 1 } })
+      assert.are.same({ "timeout", true }, { a.curl.err.kind, a.curl.err.sent })
+      socket.sleep(2.2) -- let the mock finish the delayed answer nobody waits for
+   end)
+
+   it("a connection closed without an answer: kind network, sent", function()
+      server:fault{ mode = "close", count = 2 }
+      local n, c = both("create_customer", { email = "closed@example.com" })
+      for _, r in ipairs({ n, c }) do
+         assert.are.same({ "network", true }, { r.err.kind, r.err.sent })
+      end
+   end)
+end)
+
+describe("keep-alive", function()
+   local pool = { transport = { pool = "calypso-spec-reuse" } }
+
+   it("reuses one pooled connection for reads, never for writes", function()
+      local before = nil
+      local last
+      for i = 1, 5 do
+         last = call("get_customers_by_external_id", { externalId = "r" }, "ngx", pool)
+         assert.is_table(last.ngx.res)
+         assert.are.equal(i - 1, last.stats.last_reused)
+         if i == 1 then before = nginx.connections_to(server.port) end
+      end
+      assert.are.equal(1, last.stats.connects)
+      assert.are.equal(before, nginx.connections_to(server.port)) -- no new connection
+      -- a write: a fresh connection, closed afterwards
+      local w = call("create_customer", { email = "w@example.com" }, "ngx", pool)
+      assert.is_string(w.ngx.res.id)
+      assert.are.same({ 2, 0 }, { w.stats.connects, w.stats.last_reused })
+      -- the pooled read connection is still there
+      local r = call("get_customers_by_external_id", { externalId = "r" }, "ngx", pool)
+      assert.are.same({ 2, 5 }, { r.stats.connects, r.stats.last_reused })
+      local writes = 0
+      for _, req in ipairs(server:requests()) do
+         if req.path:find("customer/create", 1, true) then
+            writes = writes + 1
+            if req.body:find("w@example.com", 1, true) then
+               assert.are.equal("close", req.headers.connection or req.headers.Connection)
+            end
+         end
+      end
+      assert.is_true(writes >= 1)
+   end)
+
+   it("resends a read once when its pooled connection turns out dead", function()
+      local a = call("get_customers_by_external_id", { externalId = "r" }, "ngx", pool)
+      assert.is_true(a.stats.last_reused >= 1)
+      server:fault{ mode = "close" } -- the pooled connection dies under the next request
+      local b = call("get_customers_by_external_id", { externalId = "r" }, "ngx", pool)
+      assert.is_table(b.ngx.res)
+      assert.are.equal(a.stats.resent + 1, b.stats.resent)
+   end)
+
+   it("does not pool a connection the server closes, and honours keepalive_timeout", function()
+      local opts = { transport = { pool = "calypso-spec-idle", keepalive_timeout = 0.3, pool_size = 2 } }
+      call("get_customers_by_external_id", { externalId = "r" }, "ngx", opts)
+      local a = call("get_customers_by_external_id", { externalId = "r" }, "ngx", opts)
+      assert.are.same({ 1, 1 }, { a.stats.connects, a.stats.last_reused })
+      socket.sleep(0.6) -- past the idle timeout: nginx closed it
+      a = call("get_customers_by_external_id", { externalId = "r" }, "ngx", opts)
+      assert.are.same({ 2, 0 }, { a.stats.connects, a.stats.last_reused })
+      server:fault{ mode = "raw", status = 200, body = '{"customers":[]}', headers = { Connection = "close" } }
+      call("get_customers_by_external_id", { externalId = "r" }, "ngx", opts)
+      a = call("get_customers_by_external_id", { externalId = "r" }, "ngx", opts)
+      assert.are.same({ 3, 0 }, { a.stats.connects, a.stats.last_reused })
+   end)
+end)
+
+describe("TLS", function()
+   -- `pool`: keep-alive pools are per worker and named after scheme, host and port, not after
+   -- the location's trust settings; a connection verified under /call would be reused by
+   -- /call-noca. The failure cases therefore use pools of their own.
+   local https = function(host, pool)
+      return { client = { base_url = "https://" .. host .. ":" .. tls_port }, transport = { pool = pool } }
+   end
+
+   it("verifies the server with lua_ssl_trusted_certificate and reuses the session's connection", function()
+      local plain = call("get_customers_by_external_id", { externalId = "ngx-1" }, "ngx")
+      local a = call("get_customers_by_external_id", { externalId = "ngx-1" }, "ngx", https("calypso.test"))
+      assert.is_nil(a.ngx.err and a.ngx.err.message)
+      assert.are.same(plain.ngx.res, a.ngx.res)
+      local b = call("get_customers_by_external_id", { externalId = "ngx-1" }, "ngx", https("calypso.test"))
+      assert.are.equal(1, b.stats.last_reused)
+   end)
+
+   it("fails with kind tls without the CA or on a host name mismatch, before sending", function()
+      local a = call("get_customers_by_external_id", { externalId = "x" }, "ngx",
+                     https("calypso.test", "noca"), "/call-noca")
+      assert.are.same({ "tls", false }, { a.ngx.err.kind, a.ngx.err.sent })
+      for _, host in ipairs({ "other.test", "127.0.0.1" }) do
+         a = call("get_customers_by_external_id", { externalId = "x" }, "ngx", https(host))
+         assert.are.same({ "tls", false }, { a.ngx.err.kind, a.ngx.err.sent })
+         assert.truthy(a.ngx.msg:find("mismatch", 1, true), a.ngx.msg)
+      end
+   end)
+
+   it("fails with kind resolve for unknown names and without a resolver", function()
+      local a = call("get_customers_by_external_id", { externalId = "x" }, "ngx", https("nope.test"))
+      assert.are.same({ "resolve", false }, { a.ngx.err.kind, a.ngx.err.sent })
+      a = call("get_customers_by_external_id", { externalId = "x" }, "ngx", https("calypso.test", "noresolver"),
+               "/call-noresolver")
+      assert.are.same({ "resolve", false }, { a.ngx.err.kind, a.ngx.err.sent })
+   end)
+end)
+
+describe("never blocking the worker", function()
+   local function load(via, n, path)
+      local body = cjson.encode{ client = client_opts(), op = "get_customers_by_external_id",
+                                 payload = { externalId = "ngx-1" }, via = via }
+      local reqs = {}
+      for i = 1, n do reqs[i] = { "POST", path or "/call", body } end
+      reqs[n + 1] = { "GET", "/ping", nil, at = 0.1 } -- the trivial location, during the load
+      server:config{ delay = D }
+      local res = h:parallel(reqs, 60)
+      server:config{ delay = 0 }
+      local wall = 0
+      for i = 1, n do
+         assert.are.equal(200, res[i].status, tostring(res[i].body))
+         local a = cjson.decode(res[i].body)
+         assert.is_table(a[via].res, res[i].body)
+         wall = math.max(wall, res[i].done)
+      end
+      local ping = res[n + 1]
+      assert.are.equal(200, ping.status)
+      return wall, ping.done - ping.sent
+   end
+
+   it(("N=%d calls to a server answering after D=%.1f s take about D on one worker"):format(N, D), function()
+      local wall, ping = load("ngx", N)
+      io.stderr:write(("\n[nginx] cosockets: %d concurrent calls, D=%.2fs: wall %.3fs; /ping during the load %.1f ms\n")
+         :format(N, D, wall, ping * 1000))
+      assert.is_true(wall < N * D / 2, ("wall %.3f s"):format(wall))
+      assert.is_true(wall >= D * 0.9, ("wall %.3f s"):format(wall))
+      assert.is_true(ping < D, ("ping %.3f s"):format(ping))
+   end)
+
+   it("while the blocking libcurl path serialises them and stalls the trivial location", function()
+      local n = 4
+      local wall, ping = load("curl", n)
+      io.stderr:write(("[nginx] libcurl (blocking): %d concurrent calls, D=%.2fs: wall %.3fs; /ping waited %.1f ms\n")
+         :format(n, D, wall, ping * 1000))
+      assert.is_true(wall >= (n - 1) * D, ("wall %.3f s"):format(wall))
+      assert.is_true(ping >= D / 2, ("ping %.3f s"):format(ping))
+   end)
+end)
