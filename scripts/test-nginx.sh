@@ -5,7 +5,8 @@
 # Builds the C core for LuaJIT (build/jit, the runtime nginx's lua module embeds), then runs
 # spec/nginx_spec.lua with busted under lua5.4 (the spec only talks HTTP to nginx, with
 # luasocket). nginx runs with its own prefix under /tmp and is stopped by the spec; a
-# watchdog stops it too if the spec dies. Ends with "lua ngx: N passed, M failed".
+# watchdog stops it too if the spec dies. Then runs examples/openresty/run.sh (the example
+# config against the mock) as one more check. Ends with "lua ngx: N passed, M failed".
 set -eu
 cd "$(dirname "$0")/.."
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
@@ -31,5 +32,12 @@ summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log
 [ -n "$summary" ] || { echo "test-nginx: busted printed no summary"; echo "lua ngx: 0 passed, 1 failed"; exit 1; }
 passed=$(echo "$summary" | sed -E 's#^([0-9]+) success.*#\1#')
 failed=$(echo "$summary" | sed -E 's#^[0-9]+ successes? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#' | awk '{print $1 + $2}')
+echo "=== examples/openresty/run.sh"
+if sh examples/openresty/run.sh; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  status=1
+fi
 echo "lua ngx: $passed passed, $failed failed"
 exit $status
