@@ -53,6 +53,7 @@ build = {
       ["calypso.mock.server"] = "lua/calypso/mock/server.lua",
       ["calypso.mock.state"] = "lua/calypso/mock/state.lua",
       ["calypso.mock.json"] = "lua/calypso/mock/json.lua",
+      ["calypso.transport.ngx"] = "lua/calypso/transport/ngx.lua",
    },
    install = {
       bin = { ["calypso-mock"] = "bin/calypso-mock" },
