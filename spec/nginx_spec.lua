@@ -120,6 +120,10 @@ setup(function()
          '  content_by_lua_block { require("calypso_test").record_phase() ngx.say("ok") }',
          "}",
          'location = /phases { content_by_lua_block { require("calypso_test").phases() } }',
+         "location = /set-phase {",
+         '  set_by_lua_block $answer { return require("calypso_test").in_set() }',
+         '  default_type application/json; return 200 $answer;',
+         "}",
       }, "\n"),
       -- TLS in front of the mock: calypso.test with a certificate from the local CA
       servers = table.concat({
@@ -374,8 +378,8 @@ describe("TLS", function()
 end)
 
 describe("never blocking the worker", function()
-   local function load(via, n, path)
-      local body = cjson.encode{ client = client_opts(), op = "get_customers_by_external_id",
+   local function load(via, n, path, extra)
+      local body = cjson.encode{ client = client_opts(extra), op = "get_customers_by_external_id",
                                  payload = { externalId = "ngx-1" }, via = via }
       local reqs = {}
       for i = 1, n do reqs[i] = { "POST", path or "/call", body } end
@@ -411,5 +415,75 @@ describe("never blocking the worker", function()
          :format(n, D, wall, ping * 1000))
       assert.is_true(wall >= (n - 1) * D, ("wall %.3f s"):format(wall))
       assert.is_true(ping >= D / 2, ("ping %.3f s"):format(ping))
+   end)
+end)
+
+-- The Lua layer (calypso.new) picks the transport per call: cosockets where nginx allows them,
+-- otherwise libcurl only with blocking_fallback.
+describe("through require('calypso').new", function()
+   local function last_user_agent()
+      local reqs = server:requests()
+      return reqs[#reqs].headers["user-agent"]
+   end
+
+   local function layer_ready()
+      local a = call("get_customers_by_external_id", { externalId = "ngx-1" }, "calypso",
+                     { client = { transport = "auto" } })
+      if a.calypso.error then
+         pending("the Lua layer does not select transports yet: " .. a.calypso.error)
+         return false
+      end
+      return true
+   end
+
+   it("goes over cosockets in a content handler and answers like the transport itself", function()
+      if not layer_ready() then return end
+      local direct = call("get_customers_by_external_id", { externalId = "ngx-1" }, "ngx")
+      local a = call("get_customers_by_external_id", { externalId = "ngx-1" }, "calypso")
+      assert.are.same(direct.ngx.res, a.calypso.res)
+      assert.truthy(last_user_agent():find("ngx_lua/", 1, true), last_user_agent())
+   end)
+
+   it("never blocks the worker", function()
+      if not layer_ready() then return end
+      local body = cjson.encode{ client = client_opts(), op = "get_customers_by_external_id",
+                                 payload = { externalId = "ngx-1" }, via = "calypso" }
+      local reqs = {}
+      for i = 1, N do reqs[i] = { "POST", "/call", body } end
+      reqs[N + 1] = { "GET", "/ping", nil, at = 0.1 }
+      server:config{ delay = D }
+      local res = h:parallel(reqs, 60)
+      server:config{ delay = 0 }
+      local wall = 0
+      for i = 1, N do
+         assert.are.equal(200, res[i].status)
+         assert.is_table(cjson.decode(res[i].body).calypso.res, res[i].body)
+         wall = math.max(wall, res[i].done)
+      end
+      local ping = res[N + 1].done - res[N + 1].sent
+      io.stderr:write(("[nginx] calypso.new (auto): %d concurrent calls, D=%.2fs: wall %.3fs; /ping %.1f ms\n")
+         :format(N, D, wall, ping * 1000))
+      assert.is_true(wall < N * D / 2, ("wall %.3f s"):format(wall))
+      assert.is_true(ping < D, ("ping %.3f s"):format(ping))
+   end)
+
+   it("refuses in a phase without cosockets unless blocking_fallback is on", function()
+      if not layer_ready() then return end
+      local function in_set(extra)
+         local q = cjson.encode{ client = client_opts(extra), op = "get_customers_by_external_id",
+                                 payload = { externalId = "ngx-1" }, via = "calypso" }
+         local status, body = h:request("GET", "/set-phase?q=" .. q:gsub("[^%w]", function(c)
+            return ("%%%02X"):format(c:byte())
+         end))
+         assert.are.equal(200, status, body)
+         return cjson.decode(body)
+      end
+      local a = in_set()
+      assert.are.same({ "set", false }, { a.phase, a.available })
+      assert.is_nil(a.calypso.res)
+      assert.are.same({ false, false }, { a.calypso.err.sent, a.calypso.err.retryable })
+      a = in_set({ blocking_fallback = true })
+      assert.is_table(a.calypso.res, cjson.encode(a))
+      assert.truthy(last_user_agent():find("libcurl/", 1, true), last_user_agent())
    end)
 end)

@@ -58,7 +58,10 @@ local function via_curl(req)
 end
 
 local function via_calypso(req)
-   local c = require("calypso").new(req.client)
+   local ok, c = pcall(require("calypso").new, req.client)
+   if not ok then
+      return { error = tostring(c) } -- e.g. a Lua layer that does not know an option yet
+   end
    return triple(call_method(c, req.op, req.payload))
 end
 
@@ -136,6 +139,16 @@ function M.timer()
       ngx.sleep(0.1)
    end
    return reply(box.answer and 200 or 504, box.answer or { error = "timer did not finish" })
+end
+
+--- set_by_lua handler: the request described by the JSON in the `q` query argument, run in
+-- a phase without cosockets; returns the answer as JSON text.
+function M.in_set()
+   local req = cjson.decode(ngx.unescape_uri(ngx.var.arg_q or ""))
+   if type(req) ~= "table" or type(req.client) ~= "table" then
+      return cjson.encode({ error = "bad request" })
+   end
+   return cjson.encode(M.run(req))
 end
 
 --- Records available() for the current phase in the shared dict "phases".

@@ -102,10 +102,10 @@ Handle.__index = Handle
 --- The config text for a handle (see the header comment).
 local function config(h, o)
    local root = M.root()
-   local lua_path = table.concat({
-      root .. "/lua/?.lua", root .. "/lua/?/init.lua", root .. "/spec/nginx/?.lua",
-   }, ";") .. ";;"
-   local lua_cpath = root .. "/build/jit/?.so;;"
+   local lua_path = (o.lua_path or table.concat({
+      root .. "/lua/?.lua", root .. "/lua/?/init.lua",
+   }, ";")) .. ";" .. root .. "/spec/nginx/?.lua;;"
+   local lua_cpath = (o.lua_cpath or (root .. "/build/jit/?.so")) .. ";;"
    local p = h.prefix
    return table.concat({
       "daemon off;",
@@ -138,7 +138,8 @@ end
 
 --- Starts nginx. opts: http (text inside http {}), server (text inside the main server {}),
 -- servers (more server blocks inside http {}), port, log_level, lifetime (seconds, 600),
--- prefix (an existing world-readable directory to use). Returns a handle: .url, .port,
+-- prefix (an existing world-readable directory to use), lua_path / lua_cpath (where
+-- calypso comes from instead of the repo's lua/ and build/jit/; ";;" is appended). Returns a handle: .url, .port,
 -- .prefix, .pid, :request(), :error_log(), :stop().
 function M.start(opts)
    opts = opts or {}
