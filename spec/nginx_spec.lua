@@ -361,6 +361,13 @@ describe("TLS", function()
       local a = call("get_customers_by_external_id", { externalId = "x" }, "ngx",
                      https("calypso.test", "noca"), "/call-noca")
       assert.are.same({ "tls", false }, { a.ngx.err.kind, a.ngx.err.sent })
+      -- insecure_skip_tls_verify (passed along by calypso.new) turns the checks off, in a pool
+      -- of its own
+      local insecure = https("calypso.test")
+      insecure.transport.insecure_skip_tls_verify = true
+      a = call("get_customers_by_external_id", { externalId = "x" }, "ngx", insecure, "/call-noca")
+      assert.is_table(a.ngx.res, cjson.encode(a))
+      assert.are.same({ 1, 0 }, { a.stats.connects, a.stats.last_reused })
       for _, host in ipairs({ "other.test", "127.0.0.1" }) do
          a = call("get_customers_by_external_id", { externalId = "x" }, "ngx", https(host))
          assert.are.same({ "tls", false }, { a.ngx.err.kind, a.ngx.err.sent })

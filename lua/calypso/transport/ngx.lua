@@ -74,7 +74,9 @@ end
 local Transport = {}
 Transport.__index = Transport
 
---- Creates a transport for the C core client `core`. opts (all optional):
+--- Creates a transport for the C core client `core`. opts (all optional; other keys, such as
+-- the core options calypso.new passes along, are ignored except insecure_skip_tls_verify,
+-- which turns certificate checks off, and proxy, which raises: cosockets cannot use one):
 --   pool_size          connections kept per pool (default: nginx's lua_socket_pool_size)
 --   keepalive_timeout  seconds an idle pooled connection is kept (default:
 --                      nginx's lua_socket_keepalive_timeout)
@@ -91,8 +93,12 @@ function M.new(core, opts)
       error("calypso.transport.ngx.new: options must be a table", 2)
    end
    local info = core:info()
-   if info.proxy ~= nil and info.proxy ~= "" then
-      error("calypso.transport.ngx.new: the proxy option is not supported over cosockets", 2)
+   -- core:info() does not tell these yet; calypso.new passes the core options along in opts
+   local proxy = info.proxy or opts.proxy
+   local insecure = info.insecure_skip_tls_verify or opts.insecure_skip_tls_verify
+   if proxy ~= nil and proxy ~= "" then
+      error("calypso.transport.ngx.new: the proxy option is not supported over cosockets "
+         .. "(use transport = \"curl\", which blocks the nginx worker, or no proxy)", 2)
    end
    local pool_size, keepalive = opts.pool_size, opts.keepalive_timeout
    if pool_size ~= nil and (type(pool_size) ~= "number" or pool_size < 1 or pool_size ~= floor(pool_size)) then
@@ -124,9 +130,9 @@ function M.new(core, opts)
       core = core,
       scheme = scheme, host = connect_host, port = port,
       tls = scheme == "https",
-      verify = not info.insecure_skip_tls_verify, -- the core does not expose it yet: on
+      verify = not insecure,
       pool = opts.pool or ("calypso:" .. scheme .. "://" .. host .. ":" .. port
-         .. (info.insecure_skip_tls_verify and ":noverify" or "")),
+         .. (insecure and ":noverify" or "")),
       pool_size = pool_size,
       keepalive_ms = keepalive and floor(keepalive * 1000) or nil,
       timeout = info.timeout,
