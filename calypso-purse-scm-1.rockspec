@@ -40,7 +40,7 @@ build = {
    modules = {
       ["calypso.purse"] = {
          sources = {
-            "src/purse.c", "src/client.c", "src/endpoints.c", "src/validate.c",
+            "src/purse.c", "src/client.c", "src/multi.c", "src/endpoints.c", "src/validate.c",
             "src/json.c", "src/numbers.c", "src/errors.c", "src/http.c", "src/sign.c", "src/buf.c",
          },
          defines = { "_POSIX_C_SOURCE=200809L" },
@@ -49,6 +49,9 @@ build = {
          libraries = { "curl", "mbedcrypto" },
       },
       ["calypso"] = "lua/calypso/init.lua",
+      ["calypso.retry"] = "lua/calypso/retry.lua",
+      ["calypso.webhook"] = "lua/calypso/webhook.lua",
+      ["calypso.mock.webhooks"] = "lua/calypso/mock/webhooks.lua",
       ["calypso.mock"] = "lua/calypso/mock/init.lua",
       ["calypso.mock.server"] = "lua/calypso/mock/server.lua",
       ["calypso.mock.state"] = "lua/calypso/mock/state.lua",

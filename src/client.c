@@ -13,6 +13,7 @@
 #include "errors.h"
 #include "http.h"
 #include "json.h"
+#include "multi.h"
 #include "sign.h"
 #include "validate.h"
 
@@ -21,37 +22,8 @@
 #define DEFAULT_CONNECT_TIMEOUT 10.0
 #define DEFAULT_MAX_RESPONSE (8u << 20)   /* 8 MiB: far above any documented body */
 #define MAX_REQUEST (1u << 20)            /* 1 MiB of payload strings */
-#define MAX_PATH 256
+#define MAX_PATH CALYPSO_MAX_PATH
 #define UV_ENDPOINT lua_upvalueindex(CALYPSO_JSON_UPVALUES + 1)
-
-typedef struct calypso_client {
-    calypso_http http;
-    calypso_signer signer;
-    char *account_json;         /* the account as a JSON string literal, quotes included */
-    size_t account_json_len;
-    char *url;                  /* base URL, then room for the longest path */
-    size_t base_len;
-    char key_hint[16];          /* first chars of the public key, for tostring */
-    char key[260];              /* the public key (not a secret), for other transports */
-    char user_agent[320];
-    long timeout_ms, connect_timeout_ms;
-    long long clock_offset_ms;  /* added to the local clock for `timestamp` */
-    calypso_buf scratch;        /* response text rewritten for exact numbers */
-    int exact_amounts;          /* "amount" values as decimal strings */
-    int open;
-} calypso_client;
-
-/* What came back from a transport: a failure (kind set) or an HTTP response. */
-typedef struct response {
-    const char *kind;           /* transport failure kind, or NULL for a response */
-    const char *detail;         /* transport failure text */
-    int sent;                   /* 0: provably never reached a server */
-    long status;
-    const char *body;
-    size_t len;
-    const char *date;           /* Date header, or NULL */
-    const char *retry_after;    /* Retry-After header, or NULL */
-} response;
 
 static const char *const option_names[] = {
     "key", "secret", "account", "base_url", "timeout", "connect_timeout", "ca_file",
@@ -188,9 +160,9 @@ static void read_options(lua_State *L, options *o)
 
 /* ------------------------------------------------------------------ lifecycle */
 
-static calypso_client *check_client(lua_State *L)
+calypso_client *calypso_client_check(lua_State *L, int idx)
 {
-    calypso_client *c = luaL_checkudata(L, 1, CALYPSO_CLIENT_MT);
+    calypso_client *c = luaL_checkudata(L, idx, CALYPSO_CLIENT_MT);
     if (!c->open)
         luaL_error(L, "calypso.purse: the client is closed");
     return c;
@@ -202,6 +174,11 @@ static void client_release(calypso_client *c)
     calypso_http_free(&c->http);
     calypso_signer_free(&c->signer);
     calypso_buf_free(&c->scratch);
+    calypso_multi_free(c->batch);
+    c->batch = NULL;
+    free(c->ca_file);
+    free(c->proxy);
+    c->ca_file = c->proxy = NULL;
     free(c->account_json);
     free(c->url);
     c->account_json = c->url = NULL;
@@ -276,14 +253,19 @@ int calypso_client_new(lua_State *L)
     snprintf(c->key, sizeof c->key, "%s", o.key);
     snprintf(c->user_agent, sizeof c->user_agent, "%s", ua);
 
-    ho.key = o.key;
-    ho.user_agent = ua;
-    ho.ca_file = o.ca_file;
-    ho.proxy = o.proxy;
+    c->ca_file = o.ca_file != NULL ? dup_bytes(o.ca_file, strlen(o.ca_file), 0) : NULL;
+    c->proxy = o.proxy != NULL ? dup_bytes(o.proxy, strlen(o.proxy), 0) : NULL;
+    if ((o.ca_file != NULL && c->ca_file == NULL) || (o.proxy != NULL && c->proxy == NULL))
+        return luaL_error(L, "calypso.purse.new: out of memory");
+    ho.key = c->key;
+    ho.user_agent = c->user_agent;
+    ho.ca_file = c->ca_file;
+    ho.proxy = c->proxy;
     ho.timeout_ms = c->timeout_ms = (long)(o.timeout * 1000.0 + 0.5);
     ho.connect_timeout_ms = c->connect_timeout_ms = (long)(o.connect_timeout * 1000.0 + 0.5);
     ho.max_response = (size_t)o.max_response;
     ho.insecure = o.insecure;
+    c->http_opts = ho;
     if ((why = calypso_http_init(&c->http, &ho)) != NULL)
         return luaL_error(L, "calypso.purse.new: %s", why);
     if (calypso_signer_init(&c->signer, (const unsigned char *)o.secret, o.secret_len) != 0)
@@ -345,8 +327,8 @@ static int unwrap_list(lua_State *L, const char *body, size_t len)
     return 0;
 }
 
-static int finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
-                  const char *op, const response *r)
+int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
+                          const char *op, const calypso_response *r)
 {
     calypso_failure f;
     char msg[400], reason[240], code[16], api_msg[240], trace[80];
@@ -467,12 +449,34 @@ static const char *set_path(calypso_client *c, const calypso_endpoint *ep,
     return c->url + c->base_len;
 }
 
+const char *calypso_client_url(calypso_client *c, const calypso_endpoint *ep, const char *path, size_t pathlen)
+{
+    set_path(c, ep, path, pathlen);
+    return c->url;
+}
+
+void calypso_client_response(const calypso_http *h, CURLcode rc, calypso_response *r)
+{
+    memset(r, 0, sizeof *r);
+    r->sent = h->sent_bytes > 0;
+    r->status = h->status;
+    r->date = h->date[0] ? h->date : NULL;
+    r->retry_after = h->retry_after[0] ? h->retry_after : NULL;
+    if (rc != CURLE_OK) {
+        r->kind = calypso_http_kind(rc);
+        r->detail = h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
+    } else {
+        r->body = h->body.data;
+        r->len = h->body.len;
+    }
+}
+
 /* prepare: validates the payload at pidx, encodes it once, wraps it in the
  * envelope and signs those bytes. On success leaves the body on top of the
  * stack, fills sign_hex and returns 0; otherwise pushes nil, message, err
  * and returns 3. */
-static int prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
-                   const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX])
+int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
+                           const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX])
 {
     char msg[240], ts[32];
     const char *payload_json, *body;
@@ -522,10 +526,10 @@ static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
     const char *body;
     size_t body_len;
     calypso_http *h = &c->http;
-    response r;
+    calypso_response r;
     CURLcode rc;
 
-    if (prepare(L, c, ep, op, pidx, sign_hex) != 0)
+    if (calypso_client_prepare(L, c, ep, op, pidx, sign_hex) != 0)
         return 3;
     body = lua_tolstring(L, -1, &body_len);
     set_path(c, ep, path, pathlen);
@@ -534,19 +538,8 @@ static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
     c->url[c->base_len] = '\0';   /* tostring shows the base URL only */
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
 
-    memset(&r, 0, sizeof r);
-    r.sent = h->sent_bytes > 0;
-    r.status = h->status;
-    r.date = h->date[0] ? h->date : NULL;
-    r.retry_after = h->retry_after[0] ? h->retry_after : NULL;
-    if (rc != CURLE_OK) {
-        r.kind = calypso_http_kind(rc);
-        r.detail = h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
-    } else {
-        r.body = h->body.data;
-        r.len = h->body.len;
-    }
-    return finish(L, c, ep, op, &r);
+    calypso_client_response(h, rc, &r);
+    return calypso_client_finish(L, c, ep, op, &r);
 }
 
 /* The endpoint named by the string at idx (a method name), or NULL. */
@@ -561,7 +554,7 @@ static const calypso_endpoint *find_endpoint(lua_State *L, int idx)
 }
 
 /* Reads an operation argument (method name or path) for prepare/finish. */
-static const calypso_endpoint *check_op(lua_State *L, int idx, const char **path, size_t *pathlen)
+const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char **path, size_t *pathlen)
 {
     const calypso_endpoint *ep;
     *path = luaL_checklstring(L, idx, pathlen);
@@ -576,12 +569,12 @@ static const calypso_endpoint *check_op(lua_State *L, int idx, const char **path
  * name ("get_customer") or a path as for client:call. */
 static int client_prepare(lua_State *L)
 {
-    calypso_client *c = check_client(L);
+    calypso_client *c = calypso_client_check(L, 1);
     char sign_hex[CALYPSO_SIGN_HEX];
     size_t pathlen;
     const char *path;
-    const calypso_endpoint *ep = check_op(L, 2, &path, &pathlen);
-    if (prepare(L, c, ep, ep != NULL ? ep->name : path, 3, sign_hex) != 0)
+    const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
+    if (calypso_client_prepare(L, c, ep, ep != NULL ? ep->name : path, 3, sign_hex) != 0)
         return 3;
     lua_pushlstring(L, sign_hex, sizeof sign_hex);
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
@@ -594,11 +587,11 @@ static int client_prepare(lua_State *L)
 /* client:finish(op, status, body [, date [, retry_after]]) -> result | nil, message, err */
 static int client_finish(lua_State *L)
 {
-    calypso_client *c = check_client(L);
+    calypso_client *c = calypso_client_check(L, 1);
     size_t pathlen;
     const char *path;
-    const calypso_endpoint *ep = check_op(L, 2, &path, &pathlen);
-    response r;
+    const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
+    calypso_response r;
     memset(&r, 0, sizeof r);
     r.sent = 1;
     r.status = (long)luaL_checkinteger(L, 3);
@@ -609,7 +602,7 @@ static int client_finish(lua_State *L)
         r.kind = "too_large";
         r.detail = "";
     }
-    return finish(L, c, ep, ep != NULL ? ep->name : path, &r);
+    return calypso_client_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
 }
 
 /* client:failure(op, kind, detail, sent) -> nil, message, err: a transport
@@ -619,22 +612,22 @@ static int client_failure(lua_State *L)
     static const char *const kinds[] = {
         "timeout", "connect", "resolve", "tls", "network", "too_large", NULL
     };
-    calypso_client *c = check_client(L);
+    calypso_client *c = calypso_client_check(L, 1);
     size_t pathlen;
     const char *path;
-    const calypso_endpoint *ep = check_op(L, 2, &path, &pathlen);
-    response r;
+    const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
+    calypso_response r;
     memset(&r, 0, sizeof r);
     r.kind = kinds[luaL_checkoption(L, 3, NULL, kinds)];
     r.detail = luaL_checkstring(L, 4);
     r.sent = lua_toboolean(L, 5);
-    return finish(L, c, ep, ep != NULL ? ep->name : path, &r);
+    return calypso_client_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
 }
 
 /* client:info() -> the settings another transport needs (never the secret). */
 static int client_info(lua_State *L)
 {
-    calypso_client *c = check_client(L);
+    calypso_client *c = calypso_client_check(L, 1);
     lua_createtable(L, 0, 6);
     lua_pushlstring(L, c->url, c->base_len);
     lua_setfield(L, -2, "base_url");
@@ -657,7 +650,7 @@ static int client_info(lua_State *L)
  * endpoint table entry in its upvalue. */
 static int client_operation(lua_State *L)
 {
-    calypso_client *c = check_client(L);
+    calypso_client *c = calypso_client_check(L, 1);
     const calypso_endpoint *ep = &calypso_endpoints[lua_tointeger(L, UV_ENDPOINT)];
     return request(L, c, ep, ep->path, strlen(ep->path), 2);
 }
@@ -665,7 +658,7 @@ static int client_operation(lua_State *L)
 /* client:call(path, payload): any operation path, for forward compatibility. */
 static int client_call(lua_State *L)
 {
-    calypso_client *c = check_client(L);
+    calypso_client *c = calypso_client_check(L, 1);
     size_t n;
     const char *path = luaL_checklstring(L, 2, &n);
     check_path(L, 2, path, n);
@@ -676,7 +669,7 @@ static int client_call(lua_State *L)
  * signed timestamp; returns the (new) value. */
 static int client_clock_offset(lua_State *L)
 {
-    calypso_client *c = check_client(L);
+    calypso_client *c = calypso_client_check(L, 1);
     if (!lua_isnoneornil(L, 2)) {
         lua_Number v = luaL_checknumber(L, 2);
         if (!(v >= -8.64e10 && v <= 8.64e10))   /* +-1000 days */
@@ -693,6 +686,8 @@ static const luaL_Reg client_methods[] = {
     { "finish", client_finish },
     { "failure", client_failure },
     { "info", client_info },
+    { "multi", calypso_client_multi },
+    { "batch", calypso_client_batch },
     { "clock_offset", client_clock_offset },
     { "close", client_close },
     { NULL, NULL }

@@ -3,9 +3,64 @@
 #define CALYPSO_CLIENT_H
 
 #include <lua.h>
+#include "buf.h"
+#include "endpoints.h"
+#include "http.h"
+#include "sign.h"
 
 #define CALYPSO_VERSION "0.1.0"
 #define CALYPSO_CLIENT_MT "calypso.purse.client"
+
+typedef struct calypso_client {
+    calypso_http http;
+    calypso_signer signer;
+    char *account_json;         /* the account as a JSON string literal, quotes included */
+    size_t account_json_len;
+    char *url;                  /* base URL, then room for the longest path */
+    size_t base_len;
+    char key_hint[16];          /* first chars of the public key, for tostring */
+    char key[260];              /* the public key (not a secret), for other transports */
+    char user_agent[320];
+    long timeout_ms, connect_timeout_ms;
+    long long clock_offset_ms;  /* added to the local clock for `timestamp` */
+    calypso_buf scratch;        /* response text rewritten for exact numbers */
+    calypso_http_opts http_opts;/* for more easy handles (batch, multi) */
+    char *ca_file, *proxy;      /* owned copies behind http_opts */
+    struct calypso_multi *batch;/* the multi handle behind client:batch, lazily made */
+    int exact_amounts;          /* "amount" values as decimal strings */
+    int open;
+} calypso_client;
+
+/* What came back from a transport: a failure (kind set) or an HTTP response. */
+typedef struct calypso_response {
+    const char *kind;           /* transport failure kind, or NULL for a response */
+    const char *detail;         /* transport failure text */
+    int sent;                   /* 0: provably never reached a server */
+    long status;
+    const char *body;
+    size_t len;
+    const char *date;           /* Date header, or NULL */
+    const char *retry_after;    /* Retry-After header, or NULL */
+} calypso_response;
+
+#define CALYPSO_MAX_PATH 256
+
+/* The open client at idx (raises when it is not a client or is closed). */
+calypso_client *calypso_client_check(lua_State *L, int idx);
+/* Reads an operation argument: a method name (returns its endpoint) or a
+ * path for client:call (returns NULL; raises when it is not a path). */
+const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char **path, size_t *pathlen);
+/* Validates the payload at pidx, builds the envelope and signs it: leaves the
+ * body on the stack and returns 0, or pushes nil, message, err and returns 3. */
+int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
+                           const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX]);
+/* Writes the full URL for the operation into c->url (reset with c->url[c->base_len] = 0). */
+const char *calypso_client_url(calypso_client *c, const calypso_endpoint *ep, const char *path, size_t pathlen);
+/* Fills r from a finished libcurl transfer. */
+void calypso_client_response(const calypso_http *h, CURLcode rc, calypso_response *r);
+/* Turns a response into the result or nil, message, err; returns the count pushed. */
+int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
+                          const char *op, const calypso_response *r);
 
 /* Registers the client metatable; expects the json codec (2 values) on top of
  * the stack and leaves it there. */

@@ -100,22 +100,34 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
     return NULL;
 }
 
+void calypso_http_setup(calypso_http *h, const char *url, const char *body, size_t len,
+                        const char sign_hex[CALYPSO_SIGN_HEX], int once, int copy)
+{
+    memcpy(h->sign_value, sign_hex, CALYPSO_SIGN_HEX);
+    calypso_buf_clear(&h->body);
+    h->status = 0;
+    h->sent_bytes = 0;
+    h->errbuf[0] = h->date[0] = h->retry_after[0] = '\0';
+    curl_easy_setopt(h->easy, CURLOPT_URL, url);
+    curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(h->easy, copy ? CURLOPT_COPYPOSTFIELDS : CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h->easy, CURLOPT_FRESH_CONNECT, once ? 1L : 0L);
+}
+
+void calypso_http_collect(calypso_http *h)
+{
+    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
+    if (curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &h->sent_bytes) != CURLE_OK)
+        h->sent_bytes = 1;   /* unknown: assume it may have reached the server */
+}
+
 CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
                            const char sign_hex[CALYPSO_SIGN_HEX], int once)
 {
     CURLcode rc;
-    memcpy(h->sign_value, sign_hex, CALYPSO_SIGN_HEX);
-    calypso_buf_clear(&h->body);
-    h->status = 0;
-    h->errbuf[0] = h->date[0] = h->retry_after[0] = '\0';
-    curl_easy_setopt(h->easy, CURLOPT_URL, url);
-    curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(h->easy, CURLOPT_FRESH_CONNECT, once ? 1L : 0L);
+    calypso_http_setup(h, url, body, len, sign_hex, once, 0);
     rc = curl_easy_perform(h->easy);
-    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
-    if (curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &h->sent_bytes) != CURLE_OK)
-        h->sent_bytes = 1;   /* unknown: assume it may have reached the server */
+    calypso_http_collect(h);
     return rc;
 }
 

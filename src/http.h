@@ -40,6 +40,12 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o);
  * it twice, so writes never ride on a reused connection. */
 CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
                            const char sign_hex[CALYPSO_SIGN_HEX], int once);
+/* The two halves of calypso_http_post, for transfers driven by a multi
+ * handle. copy: libcurl keeps its own copy of the body (the caller's goes away). */
+void calypso_http_setup(calypso_http *h, const char *url, const char *body, size_t len,
+                        const char sign_hex[CALYPSO_SIGN_HEX], int once, int copy);
+/* Reads status and bytes sent once a transfer has finished. */
+void calypso_http_collect(calypso_http *h);
 /* Maps a libcurl result to a failure kind ("connect", "timeout", ...). */
 const char *calypso_http_kind(CURLcode rc);
 /* Frees everything; idempotent. */

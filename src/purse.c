@@ -10,6 +10,7 @@
 #include "endpoints.h"
 #include "errors.h"
 #include "json.h"
+#include "multi.h"
 #include "sign.h"
 
 /* purse.sign(secret, body) -> lowercase hex HMAC-SHA512. */
@@ -128,6 +129,7 @@ __attribute__((visibility("default"))) int luaopen_calypso_purse(lua_State *L)
         return luaL_error(L, "calypso.purse: curl_global_init failed");
     calypso_json_push_codec(L);                      /* enc, dec */
     calypso_client_register(L);
+    calypso_multi_register(L);
     luaL_newmetatable(L, SCRATCH_MT);
     lua_pushcfunction(L, scratch_gc);
     lua_setfield(L, -2, "__gc");
