@@ -54,6 +54,17 @@ describe("exact_amounts", function()
       assert.are.equal("number", type(page.totalElements))
    end)
 
+   it("finds the end of strings that end in escaped backslashes", function()
+      server:fault{ mode = "raw", status = 200,
+                    body = '{"a":"x\\\\","amount":1.25,"b":"\\"amount\\":2","c":"\\\\\\"","amount2":3}' }
+      local res = assert(exact:call("transaction/get", {}))
+      assert.are.equal("x\\", res.a)
+      assert.are.equal("1.25", res.amount)
+      assert.are.equal('"amount":2', res.b)
+      assert.are.equal('\\"', res.c)
+      assert.are.equal(3, res.amount2)
+   end)
+
    it("is off by default: amounts are Lua numbers", function()
       local tx = assert(plain:get_transaction{ transactionId = deposit("25.5") })
       assert.are.equal(25.5, tx.amount)

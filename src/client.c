@@ -174,6 +174,7 @@ static void client_release(calypso_client *c)
     calypso_http_free(&c->http);
     calypso_signer_free(&c->signer);
     calypso_buf_free(&c->scratch);
+    calypso_buf_free(&c->request);
     calypso_multi_free(c->batch);
     c->batch = NULL;
     free(c->ca_file);
@@ -228,11 +229,10 @@ int calypso_client_new(lua_State *L)
     if (calypso_json_encode(L, 2, msg, sizeof msg) != 0)
         luaL_error(L, "calypso.purse.new: option 'account' cannot be encoded (%s)", msg);
     aj = lua_tolstring(L, -1, &aj_len);               /* opts, account, account_json */
-    /* libcurl formats the User-Agent into every request byte by byte: keep it
-     * short (curl_version() lists every linked library, ~200 bytes). */
-    snprintf(ua, sizeof ua, "calypso-purse/" CALYPSO_VERSION " libcurl/%s%s%s",
-             curl_version_info(CURLVERSION_NOW)->version, o.user_agent ? " " : "",
-             o.user_agent ? o.user_agent : "");
+    /* libcurl formats the User-Agent into every request at ~85 instructions
+     * a byte: keep it short (curl_version() alone is ~200 bytes). */
+    snprintf(ua, sizeof ua, "calypso-purse/" CALYPSO_VERSION "%s%s",
+             o.user_agent ? " " : "", o.user_agent ? o.user_agent : "");
 
     /* Everything is checked: now take resources, each owned by the userdata
      * so that __gc frees them even if a later step raises. */
@@ -246,6 +246,7 @@ int calypso_client_new(lua_State *L)
     c->base_len = o.base_len;
     c->exact_amounts = o.exact_amounts;
     c->scratch.limit = (size_t)o.max_response + (size_t)o.max_response / 4;   /* quotes added */
+    c->request.limit = 8 * MAX_REQUEST;   /* JSON escaping can grow strings up to 6x */
     c->open = 1;   /* release now has something to do */
     if (c->account_json == NULL || c->url == NULL)
         return luaL_error(L, "calypso.purse.new: out of memory");
@@ -479,9 +480,8 @@ int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoi
                            const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX])
 {
     char msg[240], ts[32];
-    const char *payload_json, *body;
-    size_t payload_len, body_len;
-    luaL_Buffer b;
+    const char *payload_json;
+    size_t payload_len;
     int n;
 
     lua_settop(L, pidx);
@@ -499,20 +499,21 @@ int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoi
     payload_json = lua_tolstring(L, -1, &payload_len);   /* ..., payload_json */
 
     /* The envelope is written around the encoded payload, in the documented
-     * order; these exact bytes are signed and sent. */
+     * order, into a client-owned buffer (no Lua string to allocate and
+     * collect per call); these exact bytes are signed and sent. */
     n = snprintf(ts, sizeof ts, "%lld", now_ms() + c->clock_offset_ms);
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, "{\"account\":", 11);
-    luaL_addlstring(&b, c->account_json, c->account_json_len);
-    luaL_addlstring(&b, ",\"timestamp\":", 13);
-    luaL_addlstring(&b, ts, (size_t)n);
-    luaL_addlstring(&b, ",\"payload\":", 11);
-    luaL_addlstring(&b, payload_json, payload_len);
-    luaL_addchar(&b, '}');
-    luaL_pushresult(&b);                                  /* ..., payload_json, body */
-    lua_remove(L, -2);                                    /* ..., body */
-    body = lua_tolstring(L, -1, &body_len);
-    if (calypso_signer_sign(&c->signer, (const unsigned char *)body, body_len, sign_hex) != 0)
+    calypso_buf_clear(&c->request);
+    if (calypso_buf_append(&c->request, "{\"account\":", 11) != 0 ||
+        calypso_buf_append(&c->request, c->account_json, c->account_json_len) != 0 ||
+        calypso_buf_append(&c->request, ",\"timestamp\":", 13) != 0 ||
+        calypso_buf_append(&c->request, ts, (size_t)n) != 0 ||
+        calypso_buf_append(&c->request, ",\"payload\":", 11) != 0 ||
+        calypso_buf_append(&c->request, payload_json, payload_len) != 0 ||
+        calypso_buf_append(&c->request, "}", 1) != 0)
+        return luaL_error(L, "calypso.purse: out of memory building the request");
+    lua_pop(L, 1);                                        /* the payload_json */
+    if (calypso_signer_sign(&c->signer, (const unsigned char *)c->request.data, c->request.len,
+                            sign_hex) != 0)
         return luaL_error(L, "calypso.purse: HMAC-SHA512 failed");
     return 0;
 }
@@ -523,18 +524,15 @@ static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
 {
     char sign_hex[CALYPSO_SIGN_HEX];
     const char *op = ep != NULL ? ep->name : path;
-    const char *body;
-    size_t body_len;
     calypso_http *h = &c->http;
     calypso_response r;
     CURLcode rc;
 
     if (calypso_client_prepare(L, c, ep, op, pidx, sign_hex) != 0)
         return 3;
-    body = lua_tolstring(L, -1, &body_len);
     set_path(c, ep, path, pathlen);
     /* Writes, and paths we know nothing about, must reach the server at most once. */
-    rc = calypso_http_post(h, c->url, body, body_len, sign_hex, ep == NULL || ep->writes);
+    rc = calypso_http_post(h, c->url, c->request.data, c->request.len, sign_hex, ep == NULL || ep->writes);
     c->url[c->base_len] = '\0';   /* tostring shows the base URL only */
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
 
@@ -576,6 +574,7 @@ static int client_prepare(lua_State *L)
     const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
     if (calypso_client_prepare(L, c, ep, ep != NULL ? ep->name : path, 3, sign_hex) != 0)
         return 3;
+    lua_pushlstring(L, c->request.data, c->request.len);
     lua_pushlstring(L, sign_hex, sizeof sign_hex);
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
     lua_pushstring(L, set_path(c, ep, path, pathlen));

@@ -24,6 +24,7 @@ typedef struct calypso_client {
     long timeout_ms, connect_timeout_ms;
     long long clock_offset_ms;  /* added to the local clock for `timestamp` */
     calypso_buf scratch;        /* response text rewritten for exact numbers */
+    calypso_buf request;        /* the envelope being sent: signed and posted from here */
     calypso_http_opts http_opts;/* for more easy handles (batch, multi) */
     char *ca_file, *proxy;      /* owned copies behind http_opts */
     struct calypso_multi *batch;/* the multi handle behind client:batch, lazily made */
@@ -50,8 +51,8 @@ calypso_client *calypso_client_check(lua_State *L, int idx);
 /* Reads an operation argument: a method name (returns its endpoint) or a
  * path for client:call (returns NULL; raises when it is not a path). */
 const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char **path, size_t *pathlen);
-/* Validates the payload at pidx, builds the envelope and signs it: leaves the
- * body on the stack and returns 0, or pushes nil, message, err and returns 3. */
+/* Validates the payload at pidx, builds the envelope into c->request and signs
+ * it: returns 0, or pushes nil, message, err and returns 3. */
 int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
                            const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX]);
 /* Writes the full URL for the operation into c->url (reset with c->url[c->base_len] = 0). */

@@ -28,6 +28,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     calypso_http *h = ud;
     size_t len = size * n;
+    char first = len > 0 ? (char)(p[0] | 0x20) : 0;
+    if (first != 'h' && first != 'd' && first != 'r')   /* most lines: none of ours */
+        return len;
     if (len >= 5 && strncasecmp(p, "HTTP/", 5) == 0) {
         /* a new response (after a 100 Continue, say): forget older headers */
         h->date[0] = h->retry_after[0] = '\0';

@@ -7,6 +7,7 @@
 #include "compat.h"
 #include "json.h"
 #include "numbers.h"
+#include "validate.h"
 
 /* Calls cjson_instance[name](arg) for its configuration side effect. */
 static void configure(lua_State *L, const char *name, int arg)
@@ -167,6 +168,14 @@ static void normalize_table(lua_State *L, int idx)
 int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts,
                         calypso_buf *scratch, char *msg, size_t msglen)
 {
+    /* JSON text is UTF-8 (RFC 8259 section 8.1). lua-cjson copies string bytes
+     * unchecked, so without this a bad byte would pass or fail depending on
+     * where in a string it sits (the bigint marker check below sees only the
+     * first byte). */
+    if (!calypso_utf8_valid(s, n)) {
+        snprintf(msg, msglen, "malformed JSON: invalid UTF-8");
+        return -1;
+    }
     if (scratch != NULL) {
         int r = calypso_numbers_protect(s, n, exact_amounts, scratch);
         if (r < 0) {

@@ -124,8 +124,8 @@ static slot *take_slot(calypso_multi *m, calypso_client *c)
 static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx, int pidx)
 {
     char sign_hex[CALYPSO_SIGN_HEX];
-    const char *path, *body;
-    size_t pathlen, len;
+    const char *path;
+    size_t pathlen;
     const calypso_endpoint *ep = calypso_client_op(L, opidx, &path, &pathlen);
     const char *op = ep != NULL ? ep->name : path;
     slot *s;
@@ -134,12 +134,12 @@ static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx,
         return NULL;
     if ((s = take_slot(m, c)) == NULL)
         luaL_error(L, "calypso.purse: cannot start another call (out of memory or %d in flight)", MAX_SLOTS);
-    body = lua_tolstring(L, -1, &len);
     strcpy(s->url, calypso_client_url(c, ep, path, pathlen));
     c->url[c->base_len] = '\0';
-    /* libcurl copies the body: the Lua string may be collected before the
-     * transfer ends. Writes go out on a fresh connection, as in client.c. */
-    calypso_http_setup(&s->http, s->url, body, len, sign_hex, ep == NULL || ep->writes, 1);
+    /* libcurl copies the body: the client's request buffer is reused by the
+     * next call. Writes go out on a fresh connection, as in client.c. */
+    calypso_http_setup(&s->http, s->url, c->request.data, c->request.len, sign_hex,
+                       ep == NULL || ep->writes, 1);
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
     if (curl_multi_add_handle(m->handle, s->http.easy) != CURLM_OK)
         luaL_error(L, "calypso.purse: curl_multi_add_handle failed");
@@ -148,7 +148,6 @@ static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx,
     s->id = ++m->next_id;
     s->state = SLOT_RUNNING;
     m->running++;
-    lua_pop(L, 1);   /* the body */
     return s;
 }
 

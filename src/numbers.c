@@ -38,6 +38,26 @@ static int quote_token(rewriter *w, size_t s, size_t e, int mark)
     return 0;
 }
 
+/* Index of the quote closing the string whose content starts at s (n when
+ * unterminated): memchr to each quote, then count the backslashes before it. */
+static size_t string_end(const char *in, size_t s, size_t n)
+{
+    size_t i = s;
+    while (i < n) {
+        const char *q = memchr(in + i, '"', n - i);
+        size_t j, k;
+        if (q == NULL)
+            return n;
+        j = (size_t)(q - in);
+        for (k = j; k > s && in[k - 1] == '\\'; k--)
+            ;
+        if ((j - k) % 2 == 0)
+            return j;
+        i = j + 1;
+    }
+    return n;
+}
+
 static int is_space(char ch)
 {
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
@@ -59,8 +79,7 @@ int calypso_numbers_protect(const char *in, size_t n, int exact_amounts, calypso
             size_t s = ++i;
             if (i < n && in[i] == CALYPSO_BIGINT_MARK)
                 return -1;
-            while (i < n && in[i] != '"')
-                i += (in[i] == '\\' && i + 1 < n) ? 2 : 1;
+            i = string_end(in, s, n);
             last_key_amount = (i - s == 6 && memcmp(in + s, "amount", 6) == 0);
             amount_next = 0;
             i++;
