@@ -28,7 +28,7 @@ lua_bin_jit := luajit
 BUILD := build
 SO     = $(BUILD)/$(1)/calypso/purse.so
 
-.PHONY: all build deps demo test test-unit rock clean
+.PHONY: all build deps demo test test-unit rock bench clean
 all: build
 
 deps:
@@ -54,5 +54,12 @@ rock:
 	  >$(BUILD)/rock.log 2>&1 || { cat $(BUILD)/rock.log; exit 1; }
 	@echo "rock: calypso-purse installed into $(BUILD)/rocks for Lua $(LUA_VERSION)"
 
+# Speed and memory figures against a private loopback nginx (see bench/bench.lua;
+# BENCH_ROUNDS, BENCH_CALLS, BENCH_MEMORY_CALLS, BENCH_MEMORY_SECONDS bound it).
+bench: deps build
+	$(MAKE) -s build LUA_VERSION=jit
+	$(CC) -O2 -o bench/floor bench/floor.c -I$(CURL_INCDIR) -lcurl -lmbedcrypto
+	lua5.4 bench/bench.lua
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) bench/floor

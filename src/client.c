@@ -642,6 +642,15 @@ static int client_info(lua_State *L)
     lua_setfield(L, -2, "max_response_size");
     lua_pushboolean(L, c->exact_amounts);
     lua_setfield(L, -2, "exact_amounts");
+    lua_pushboolean(L, c->http_opts.insecure);
+    lua_setfield(L, -2, "insecure_skip_tls_verify");
+    if (c->ca_file != NULL) {
+        lua_pushstring(L, c->ca_file);
+        lua_setfield(L, -2, "ca_file");
+    }
+    /* whether a proxy is set, not its URL: it may carry credentials */
+    lua_pushboolean(L, c->proxy != NULL);
+    lua_setfield(L, -2, "proxy");
     return 1;
 }
 

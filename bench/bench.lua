@@ -1,0 +1,165 @@
+-- bench.lua: `make bench`. Starts a private loopback nginx that answers every
+-- Customer Purse call with a fixed 150-byte customer (HTTP and HTTPS with a
+-- local CA), then runs each contender for several rounds, interleaved, and
+-- prints one table: median calls/s, spread, client CPU per call, and ratios to
+-- the C floor measured in the same run. Bounded: ROUNDS x CALLS per contender.
+--   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=5 BENCH_CALLS=20000)
+local socket = require "socket"
+
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 5
+local MEMORY_CALLS = tonumber(os.getenv("BENCH_MEMORY_CALLS") or "") or 1000000
+local MEMORY_SECONDS = tonumber(os.getenv("BENCH_MEMORY_SECONDS") or "") or 180
+local batch, memory
+local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 20000
+local KEY, SECRET = "c529e14832b34b74972365cf7bf02430", "b823a6b9ea72408583cef9ec8d67fa52"
+local CUSTOMER = '{"id":"3fa85f64-5717-4562-b3fc-2c963f66afa6","email":"alice@example.com",' ..
+                 '"description":"bench customer","externalId":"user-42","blocked":false}'
+
+local function sh(cmd)
+   local f = assert(io.popen("(" .. cmd .. ") 2>&1"))
+   local out = f:read("*a")
+   local ok, _, code = f:close()
+   if ok ~= true then error(("command failed (%s): %s\n%s"):format(tostring(code), cmd, out)) end
+   return out
+end
+
+local function free_port()
+   local s = assert(socket.bind("127.0.0.1", 0))
+   local _, port = s:getsockname()
+   s:close()
+   return port
+end
+
+-- A private nginx: own prefix, loopback only, stopped at the end of the run.
+local prefix = sh("mktemp -d /tmp/calypso-bench.XXXXXX"):gsub("%s+$", "")
+sh("chmod 755 " .. prefix)
+local http_port, https_port = free_port(), free_port()
+sh(("(cd %s && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=calypso-bench-ca " ..
+    "-keyout ca.key -out ca.pem && " ..
+    "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout srv.key -out srv.csr && " ..
+    "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > ext.cnf && " ..
+    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out srv.pem) >/dev/null 2>&1")
+   :format(prefix))
+local conf = ([[
+load_module /usr/share/nginx/modules/ndk_http_module.so;
+load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
+worker_processes 1;
+daemon on;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %s/body; proxy_temp_path %s/proxy; fastcgi_temp_path %s/fcgi;
+  uwsgi_temp_path %s/uwsgi; scgi_temp_path %s/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  lua_package_path ";;";
+  lua_package_cpath ";;";
+  server {
+    listen 127.0.0.1:%d;
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s/srv.pem;
+    ssl_certificate_key %s/srv.key;
+    location / { default_type application/json; return 200 '%s'; }
+    # every answer 20 ms late, without blocking the worker: for client:batch
+    location /delay/ { default_type application/json; content_by_lua_block { ngx.sleep(0.02) ngx.print('%s') } }
+  }
+}
+]]):format(prefix, prefix, prefix, prefix, prefix, prefix, prefix, http_port, https_port, prefix, prefix, CUSTOMER, CUSTOMER)
+local cf = assert(io.open(prefix .. "/nginx.conf", "w"))
+cf:write(conf)
+cf:close()
+sh(("nginx -p %s -c %s/nginx.conf"):format(prefix, prefix))
+
+local function stop()
+   local pf = io.open(prefix .. "/nginx.pid")
+   if pf then
+      local pid = pf:read("*n")
+      pf:close()
+      if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+   end
+   os.execute("sleep 0.2; rm -rf " .. prefix)
+end
+
+local HTTP = "http://127.0.0.1:" .. http_port
+local HTTPS = "https://127.0.0.1:" .. https_port
+local CA = prefix .. "/ca.pem"
+local CPATH54 = "LUA_CPATH='build/5.4/?.so;;'"
+local CPATHJIT = "LUA_CPATH='build/jit/?.so;;'"
+
+local contenders = {
+   { name = "C floor (libcurl + mbedTLS, HTTP)", floor = "http",
+     cmd = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET) },
+   { name = "calypso.purse, Lua 5.4, HTTP", vs = "http",
+     cmd = ("%s lua5.4 bench/module.lua %s %s %s %%d"):format(CPATH54, HTTP, KEY, SECRET) },
+   { name = "calypso.purse, LuaJIT, HTTP", vs = "http",
+     cmd = ("%s luajit bench/module.lua %s %s %s %%d"):format(CPATHJIT, HTTP, KEY, SECRET) },
+   { name = "peer: Lua-cURL + luaossl + cjson, LuaJIT", vs = "http",
+     cmd = ("luajit bench/peer_luacurl.lua %s %s %s %%d"):format(HTTP, KEY, SECRET) },
+   { name = "C floor (libcurl + mbedTLS, HTTPS)", floor = "https",
+     cmd = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d %s"):format(HTTPS, KEY, SECRET, CA) },
+   { name = "calypso.purse, Lua 5.4, HTTPS", vs = "https",
+     cmd = ("%s lua5.4 bench/module.lua %s %s %s %%d %s"):format(CPATH54, HTTPS, KEY, SECRET, CA) },
+   { name = "calypso.purse, LuaJIT, HTTPS", vs = "https",
+     cmd = ("%s luajit bench/module.lua %s %s %s %%d %s"):format(CPATHJIT, HTTPS, KEY, SECRET, CA) },
+}
+
+local ok, err = pcall(function()
+   for _, c in ipairs(contenders) do c.rate, c.cpu = {}, {} end
+   -- warm-up: one short run each (also proves every contender works)
+   for _, c in ipairs(contenders) do sh(c.cmd:format(200)) end
+   for round = 1, ROUNDS do
+      for _, c in ipairs(contenders) do
+         local out = sh(c.cmd:format(CALLS))
+         local n, secs, cpu = out:match("calls=(%d+) seconds=([%d.]+) cpu=([%d.]+)")
+         assert(n, c.name .. ": unexpected output: " .. out)
+         c.rate[#c.rate + 1] = tonumber(n) / tonumber(secs)
+         c.cpu[#c.cpu + 1] = tonumber(cpu) / tonumber(n) * 1e6
+      end
+      io.stderr:write(("round %d/%d done\n"):format(round, ROUNDS))
+   end
+   local out = sh(("%s lua5.4 bench/batch.lua %s/delay %s %s %d"):format(CPATH54, HTTP, KEY, SECRET, ROUNDS))
+   batch = { ms = {} }
+   for ms in out:gmatch("batch=([%d.]+)") do batch.ms[#batch.ms + 1] = tonumber(ms) end
+   batch.sequential = tonumber(out:match("sequential=([%d.]+)"))
+   if MEMORY_CALLS > 0 then
+      out = sh(("%s lua5.4 bench/memory.lua %s %s %s %d %d"):format(CPATH54, HTTP, KEY, SECRET, MEMORY_CALLS, MEMORY_SECONDS))
+      local n, secs, a, b = out:match("calls=(%d+) seconds=([%d.]+) rss_start_kib=(%d+) rss_end_kib=(%d+)")
+      assert(n, "memory: unexpected output: " .. out)
+      memory = { calls = tonumber(n), seconds = tonumber(secs), start = tonumber(a), finish = tonumber(b) }
+   end
+end)
+stop()
+if not ok then error(err, 0) end
+
+local function median(t)
+   local s = {}
+   for i, v in ipairs(t) do s[i] = v end
+   table.sort(s)
+   local n = #s
+   return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2, s[1], s[n]
+end
+
+local floors = {}
+for _, c in ipairs(contenders) do
+   c.mrate, c.minrate, c.maxrate = median(c.rate)
+   c.mcpu = median(c.cpu)
+   if c.floor then floors[c.floor] = c end
+end
+print(("%d rounds x %d sequential keep-alive calls each, loopback nginx, %s"):format(ROUNDS, CALLS, os.date("!%Y-%m-%d")))
+print(("%-42s %10s %17s %10s %9s %9s"):format("contender", "calls/s", "spread", "CPU us/call", "x floor", "CPU x"))
+for _, c in ipairs(contenders) do
+   local f = floors[c.floor or c.vs]
+   print(("%-42s %10.0f %8.0f-%-8.0f %10.1f %9.3f %9.3f"):format(c.name, c.mrate, c.minrate, c.maxrate, c.mcpu,
+         c.mrate / f.mrate, c.mcpu / f.mcpu))
+end
+
+local bm, bmin, bmax = median(batch.ms)
+print()
+print(("client:batch, 100 calls, server answers each after 20 ms: median %.1f ms (%.1f-%.1f over %d rounds); "
+       .. "the same 100 calls sequentially: %.0f ms"):format(bm, bmin, bmax, #batch.ms, batch.sequential))
+if memory then
+   print(("memory: %d calls in %.0f s on one client: RSS %d KiB -> %d KiB (%+d KiB)"):format(memory.calls,
+         memory.seconds, memory.start, memory.finish, memory.finish - memory.start))
+end

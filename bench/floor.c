@@ -1,0 +1,119 @@
+/* floor.c: the speed floor a Lua client is measured against. A plain C loop
+ * with one reused libcurl handle (keep-alive), a per-call HMAC-SHA512 over a
+ * freshly built envelope (pad state computed once, as the best C code would),
+ * and the same headers the module sends. No JSON decoding: the floor only
+ * checks the status and keeps the body bytes.
+ *
+ *   floor URL KEY SECRET COUNT [CA_FILE]
+ * prints: calls=N seconds=S cpu=C  (wall time, process CPU time) */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <curl/curl.h>
+#include <mbedtls/md.h>
+
+static size_t sink(char *p, size_t size, size_t n, void *ud)
+{
+    size_t *total = ud;
+    (void)p;
+    *total += size * n;
+    return size * n;
+}
+
+static double now(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    static const char hexd[] = "0123456789abcdef";
+    const char *url, *key, *secret, *ca;
+    long count, i, status = 0;
+    char body[512], header[200], mac_hex[129];
+    unsigned char mac[64];
+    size_t received = 0;
+    struct curl_slist *hdrs = NULL, *sign_node;
+    mbedtls_md_context_t md;
+    double t0, c0;
+    CURL *e;
+
+    if (argc < 5) {
+        fprintf(stderr, "usage: floor URL KEY SECRET COUNT [CA_FILE]\n");
+        return 2;
+    }
+    url = argv[1];
+    key = argv[2];
+    secret = argv[3];
+    count = atol(argv[4]);
+    ca = argc > 5 ? argv[5] : NULL;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    mbedtls_md_init(&md);
+    mbedtls_md_setup(&md, mbedtls_md_info_from_type(MBEDTLS_MD_SHA512), 1);
+    mbedtls_md_hmac_starts(&md, (const unsigned char *)secret, strlen(secret));
+
+    snprintf(header, sizeof header, "Key: %s", key);
+    hdrs = curl_slist_append(hdrs, header);
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    hdrs = curl_slist_append(hdrs, "Accept: application/json");
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    memset(header, '0', sizeof header);
+    memcpy(header, "Sign: ", 6);
+    header[6 + 128] = '\0';
+    hdrs = curl_slist_append(hdrs, header);
+    for (sign_node = hdrs; sign_node->next; sign_node = sign_node->next)
+        ;
+
+    e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "floor/1");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &received);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+    if (ca)
+        curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+
+    t0 = now(CLOCK_MONOTONIC);
+    c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+    for (i = 0; i < count; i++) {
+        struct timespec ts;
+        int n, k;
+        CURLcode rc;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        n = snprintf(body, sizeof body,
+                     "{\"account\":\"0xc195df92dd9db2a8f28e597981f113d6e7582f8b\",\"timestamp\":%lld,"
+                     "\"payload\":{\"customerId\":\"3fa85f64-5717-4562-b3fc-2c963f66afa6\"}}",
+                     (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        mbedtls_md_hmac_reset(&md);
+        mbedtls_md_hmac_update(&md, (const unsigned char *)body, (size_t)n);
+        mbedtls_md_hmac_finish(&md, mac);
+        for (k = 0; k < 64; k++) {
+            mac_hex[2 * k] = hexd[mac[k] >> 4];
+            mac_hex[2 * k + 1] = hexd[mac[k] & 15];
+        }
+        memcpy(sign_node->data + 6, mac_hex, 128);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)n);
+        rc = curl_easy_perform(e);
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        if (rc != CURLE_OK || status != 200) {
+            fprintf(stderr, "floor: call %ld failed: %s (HTTP %ld)\n", i, curl_easy_strerror(rc), status);
+            return 1;
+        }
+    }
+    printf("calls=%ld seconds=%.6f cpu=%.6f\n", count, now(CLOCK_MONOTONIC) - t0,
+           now(CLOCK_PROCESS_CPUTIME_ID) - c0);
+    curl_easy_cleanup(e);
+    curl_slist_free_all(hdrs);
+    mbedtls_md_free(&md);
+    curl_global_cleanup();
+    return 0;
+}
