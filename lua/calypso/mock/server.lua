@@ -54,6 +54,9 @@ local HTML_503 = "<html>\r\n<head><title>503 Service Temporarily Unavailable</ti
 -- What the "malformed" fault sends: valid start, cut off mid-string.
 local MALFORMED_BODY = '{"id":"3fa85f64-5717'
 
+local DELIVERY_FAULTS -- modes delivered by Server:deliver_fault (defined with it)
+local MAX_HUGE = 64 * 1024 * 1024 -- bytes of the largest "huge" body
+
 local DAYS = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" }
 local MONTHS = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" }
@@ -198,6 +201,7 @@ end
 function Server:reset()
   state.reset(self.state)
   self.faults = {}
+  self.accept_faults = {} -- faults that strike at accept time (accept_close)
   self.config = default_config()
   self.records, self.record_count = {}, 0
 end
@@ -272,6 +276,9 @@ end
 
 -- Called when all queued output of `c` is written.
 function Server:on_sent(c)
+  if c.phase == "fault" then
+    return self:fault_sent(c)
+  end
   if c.phase ~= "respond" then
     return -- an interim "100 Continue" went out while the body is still being read
   end
@@ -422,6 +429,9 @@ function Server:maybe_finish_body(c)
 end
 
 function Server:on_readable(c)
+  if c.reset_on_data then
+    return self:close(c) -- unread bytes + zero linger: a TCP reset (fault accept_close rst)
+  end
   local data, err, partial = c.sock:receive(RECV_SIZE)
   local chunk = data or partial
   if chunk and #chunk > 0 then
@@ -453,9 +463,11 @@ function Server:accept_all()
       return
     end
     sock:settimeout(0)
-    sock:setoption("tcp-nodelay", true) -- small answers must not wait for delayed ACKs
-    self.conns[sock] = { sock = sock, phase = "head", inbuf = "", last_active = gettime() }
-    self.nconns = self.nconns + 1
+    if not self:accept_fault(sock) then
+      sock:setoption("tcp-nodelay", true) -- small answers must not wait for delayed ACKs
+      self.conns[sock] = { sock = sock, phase = "head", inbuf = "", last_active = gettime() }
+      self.nconns = self.nconns + 1
+    end
   end
 end
 
@@ -506,6 +518,8 @@ function Server:api_answer(req, fault)
     return fault.status, fault.body, fault.content_type, fault.headers
   elseif mode == "error" then
     return fault.status, state.error_body(self.state, fault.code, fault.message)
+  elseif mode == "huge" then
+    return 200, '{"pad":"' .. string.rep("x", fault.size - 10) .. '"}'
   end
   if req.method ~= "POST" and state.has_route(req.path) then
     return 405, state.error_body(self.state, "001"), nil, { Allow = "POST" }
@@ -523,8 +537,14 @@ function Server:dispatch_api(c, req)
     self:log("%s %s -> fault stall", req.method, req.target)
     c.phase = "stall"
     return
+  elseif fault and fault.mode == "wire" then
+    self:log("%s %s -> fault wire", req.method, req.target)
+    return self:fault_send(c, fault.data, fault.after)
   end
   local status, body, content_type, extra = self:api_answer(req, fault)
+  if fault and (DELIVERY_FAULTS[fault.mode] or fault.chunk) then
+    return self:deliver_fault(c, fault, status, body, content_type, extra)
+  end
   local delay = self.config.delay + (fault and fault.mode == "delay" and fault.seconds or 0)
   if delay <= 0 then
     return self:respond(c, status, body, content_type, extra)
@@ -533,6 +553,108 @@ function Server:dispatch_api(c, req)
   self:add_timer(gettime() + delay, function()
     self:respond(c, status, body, content_type, extra)
   end)
+end
+
+---------------------------------------------------------------------------------------------
+-- Fault delivery: answers that go out wrong on purpose (see FAULT_CHECKS for the modes)
+---------------------------------------------------------------------------------------------
+
+-- Modes whose answer is computed as usual but delivered by deliver_fault.
+DELIVERY_FAULTS = { partial = true, trickle = true, chunked = true }
+
+-- accept_close: takes one use of the first accept-time fault and, if there is one, closes the
+-- fresh connection before reading a byte. With `rst` it waits until the request has arrived
+-- and resets the connection without reading it (a reset any earlier may reach the client
+-- while it is still connecting, which it would report as a connect failure). True when it
+-- struck.
+function Server:accept_fault(sock)
+  local f = self.accept_faults[1]
+  if not f then
+    return false
+  end
+  f.remaining = f.remaining - 1
+  if f.remaining <= 0 then
+    table.remove(self.accept_faults, 1)
+  end
+  self:log("accept -> fault accept_close%s", f.rst and " (reset)" or "")
+  if f.rst then
+    sock:setoption("linger", { on = true, timeout = 0 })
+    self.conns[sock] = { sock = sock, phase = "stall", reset_on_data = true, last_active = gettime() }
+    self.nconns = self.nconns + 1
+  else
+    sock:close()
+  end
+  return true
+end
+
+-- Queues `data` on a fault connection; when it is all written, fault_sent ends the connection
+-- as `after` says: "close" (FIN), "reset" (RST), "stall" (silence until the peer gives up) or
+-- "drain" (a complete answer: the normal Connection: close ending).
+function Server:fault_send(c, data, after)
+  c.phase, c.keep_alive, c.fault_after = "fault", false, after or "close"
+  self:queue_output(c, data)
+end
+
+function Server:fault_sent(c)
+  if c.fault_more then
+    return -- trickle: more pieces are due on a timer
+  end
+  local after = c.fault_after
+  if after == "reset" then
+    c.sock:setoption("linger", { on = true, timeout = 0 })
+    return self:close(c)
+  elseif after == "close" then
+    return self:close(c)
+  elseif after == "stall" then
+    c.phase = "stall"
+  else
+    return self:start_drain(c)
+  end
+end
+
+local function chunk_encode(body, size)
+  local parts = {}
+  for i = 1, #body, size do
+    local piece = body:sub(i, i + size - 1)
+    parts[#parts + 1] = format("%x\r\n", #piece) .. piece .. "\r\n" -- not %s: 5.1 stops at NUL
+  end
+  parts[#parts + 1] = "0\r\n\r\n"
+  return concat(parts)
+end
+
+-- chunked (and any answer with `chunk`): Transfer-Encoding: chunked in `chunk`-byte pieces.
+-- partial: the head promises the whole body, `bytes` of it go out (default half), then `after`.
+-- trickle: the whole answer, its body `chunk` bytes every `interval` seconds.
+function Server:deliver_fault(c, fault, status, body, content_type, extra)
+  self:log("%s %s -> fault %s", c.method or "-", c.target or "-", fault.mode)
+  c.keep_alive = false
+  local head = self:response_head(c, status, #body, content_type or "application/json", extra)
+  if fault.mode == "partial" then
+    local n = min(fault.bytes or floor(#body / 2), max(#body - 1, 0))
+    return self:fault_send(c, head .. body:sub(1, n), fault.after)
+  elseif fault.mode == "trickle" then
+    local size, interval, i = fault.chunk or 1, fault.interval or 0.1, 1
+    c.fault_more = #body > 0
+    self:fault_send(c, head, "drain")
+    local function step()
+      if c.closed then
+        return
+      end
+      local piece = body:sub(i, i + size - 1)
+      i = i + size
+      c.fault_more = i <= #body
+      if c.fault_more then
+        self:add_timer(gettime() + interval, step)
+      end
+      self:queue_output(c, piece)
+    end
+    if c.fault_more then
+      self:add_timer(gettime() + interval, step)
+    end
+    return
+  end
+  head = head:gsub("\r\nContent%-Length: %d+\r\n", "\r\nTransfer-Encoding: chunked\r\n", 1)
+  return self:fault_send(c, head .. chunk_encode(body, fault.chunk or 16), "drain")
 end
 
 local control = {} -- "/_mock/<name>" -> { methods, handler(self, args) -> status, value }
@@ -593,7 +715,24 @@ local function string_map(t)
   return true
 end
 
+-- How a fault connection ends once its bytes are out (see Server:fault_send).
+local AFTER = { close = true, reset = true, stall = true, drain = true }
+
 -- Per-mode validation of a fault; fills defaults. Returns nil or an error message.
+-- The modes (each takes `count`, default 1; all but accept_close strike API requests in order):
+--   delay {seconds}         answer late             stall          never answer
+--   close                   close without answer    malformed      truncated JSON, 200
+--   html503                 an nginx 503 page       error {code, status, message}  Calypso error
+--   raw {status, body, content_type, headers}       any answer
+--   accept_close {rst}      close the next accepted connection before reading (rst: reset it
+--                           once the request is in); strikes connections, not requests
+--   partial {bytes, after}  promise the whole body, send `bytes` of it (default half), then
+--                           after = "close" (FIN), "reset" (RST) or "stall"
+--   trickle {chunk, interval}  the body `chunk` bytes (1) every `interval` seconds (0.1)
+--   chunked {chunk}         the answer in Transfer-Encoding: chunked, `chunk`-byte chunks (16)
+--   huge {size}             a 200 JSON object of exactly `size` bytes (9 MiB)
+--   wire {data, after}      these exact bytes instead of an answer, then close/reset/stall/drain
+-- Every mode that answers also takes `chunk` to send its body chunked.
 local FAULT_CHECKS = {
   delay = function(f)
     if not number_in(f.seconds, 0, MAX_DELAY) then
@@ -618,6 +757,41 @@ local FAULT_CHECKS = {
       return "raw headers must be an object of strings"
     end
   end,
+  accept_close = function(f)
+    if f.rst ~= nil and type(f.rst) ~= "boolean" then
+      return "accept_close rst must be a boolean"
+    end
+  end,
+  partial = function(f)
+    f.after = f.after or "close"
+    if f.bytes ~= nil and not is_int(f.bytes, 0, MAX_BODY) then
+      return "partial bytes must be an integer >= 0"
+    end
+    if not AFTER[f.after] or f.after == "drain" then
+      return "partial after must be close, reset or stall"
+    end
+  end,
+  trickle = function(f)
+    if f.interval ~= nil and not number_in(f.interval, 0.001, 10) then
+      return "trickle interval must be seconds between 0.001 and 10"
+    end
+  end,
+  chunked = function() end,
+  huge = function(f)
+    f.size = f.size or 9 * 1024 * 1024
+    if not is_int(f.size, 16, MAX_HUGE) then
+      return "huge size must be an integer from 16 to " .. MAX_HUGE
+    end
+  end,
+  wire = function(f)
+    f.after = f.after or "close"
+    if type(f.data) ~= "string" then
+      return "wire needs the bytes to send as a string `data`"
+    end
+    if not AFTER[f.after] then
+      return "wire after must be close, reset, stall or drain"
+    end
+  end,
   error = function(f)
     f.code = f.code or "000"
     if type(f.code) ~= "string" or not f.code:match("^%d%d%d$") then
@@ -636,22 +810,27 @@ local FAULT_CHECKS = {
 local function add_fault(self, args)
   local check = FAULT_CHECKS[args.mode]
   if not check then
-    return bad("mode must be one of delay, stall, close, malformed, html503, raw, error")
+    return bad("mode must be one of delay, stall, close, malformed, html503, raw, error, "
+      .. "accept_close, partial, trickle, chunked, huge, wire")
   end
   args.count = args.count or 1
   if not is_int(args.count, 1, 1000000) then
     return bad("count must be an integer >= 1")
   end
+  if args.chunk ~= nil and not is_int(args.chunk, 1, 1024 * 1024) then
+    return bad("chunk must be an integer number of bytes >= 1")
+  end
   local msg = check(args)
   if msg then
     return bad(msg)
   end
-  if #self.faults >= MAX_FAULTS then
+  local queue = args.mode == "accept_close" and self.accept_faults or self.faults
+  if #queue >= MAX_FAULTS then
     return bad("too many queued faults")
   end
   args.remaining = args.count
-  self.faults[#self.faults + 1] = args
-  return 200, { ok = true, queued = #self.faults }
+  queue[#queue + 1] = args
+  return 200, { ok = true, queued = #queue }
 end
 
 local function set_config(self, args)
