@@ -1,18 +1,31 @@
--- calypso: the thin Lua layer over the C core `calypso.purse`.
--- calypso.new(opts) fills missing options from the environment and returns a
--- client with the same methods as purse.new(opts).
+-- calypso: the Lua layer over the C core `calypso.purse`.
+--
+-- calypso.new(opts) wraps one core client and adds what the core deliberately leaves to Lua:
+-- options from the environment, retries that are safe per operation (calypso.retry) under one
+-- deadline, clock-skew healing, an observability hook, page iterators and positional
+-- shortcuts. Every attempt goes through a transport: libcurl (the core's own methods) or, inside
+-- OpenResty, calypso.transport.ngx (cosockets), chosen per call.
 local purse = require "calypso.purse"
+local retry = require "calypso.retry"
 
-local getenv = os.getenv
-local pairs = pairs
-local type = type
+local getenv, os_time = os.getenv, os.time
+local pairs, ipairs, type, tostring, error, pcall, require = pairs, ipairs, type, tostring, error, pcall, require
+local setmetatable, getmetatable, rawget = setmetatable, getmetatable, rawget
+local floor, random = math.floor, math.random
+local format = string.format
+local now, purse_sleep = purse.now, purse.sleep
+local decide, backoff, retry_after = retry.decide, retry.backoff, retry.retry_after
+
+local OPS = purse.operations
+local PREFIX = "/api/v1/customer-purse/"
 
 local M = {
    _VERSION = purse._VERSION,
    null = purse.null,
    sign = purse.sign,
    verify = purse.verify,
-   operations = purse.operations,
+   decode = purse.decode,
+   operations = OPS,
 }
 
 -- Option name -> environment variable that supplies it when it is absent.
@@ -23,21 +36,466 @@ local from_env = {
    base_url = "CALYPSO_BASE_URL",
 }
 
---- Creates a client. Options given win over the environment; unknown names
--- and wrong types raise, exactly as in purse.new.
+-- Options of this layer (never passed to purse.new) and their checks.
+local function is_count(v) return type(v) == "number" and v >= 0 and v == floor(v) end
+local function is_seconds(v) return type(v) == "number" and v >= 0 and v < math.huge end
+local function is_boolean(v) return type(v) == "boolean" end
+local TRANSPORTS = { auto = true, curl = true, ngx = true }
+local LUA_OPTIONS = {
+   max_retries = { is_count, "a non-negative integer" },
+   deadline = { function(v) return is_seconds(v) and v > 0 end, "a positive number of seconds" },
+   retry = { is_boolean, "a boolean" },
+   heal_clock_skew = { is_boolean, "a boolean" },
+   backoff_base = { is_seconds, "a non-negative number of seconds" },
+   backoff_max = { is_seconds, "a non-negative number of seconds" },
+   on_event = { function(v) return type(v) == "function" end, "a function" },
+   hook_bodies = { is_boolean, "a boolean" },
+   transport = { function(v) return TRANSPORTS[v] ~= nil end, '"auto", "curl" or "ngx"' },
+   blocking_fallback = { is_boolean, "a boolean" },
+   ngx_options = { function(v) return type(v) == "table" end, "a table" },
+}
+
+local DEFAULT_MAX_RETRIES = 2
+local DEFAULT_BACKOFF_BASE = 0.5
+local DEFAULT_BACKOFF_MAX = 8
+
+-- Relative operation path -> method name, so that client:call on a known path gets the
+-- operation's retry policy; any other path is treated as a write.
+local BY_PATH = {}
+for name, info in pairs(OPS) do BY_PATH[info.path] = name end
+local UNKNOWN_OP = { writes = true }
+
+-- Positional shortcuts: method -> payload field names of its positional arguments.
+local POSITIONAL = {
+   get_customer = { "customerId" },
+   block_customer = { "customerId" },
+   unblock_customer = { "customerId" },
+   get_purses = { "customerId" },
+   get_transaction = { "transactionId" },
+   get_address = { "customerId", "currency" },
+   get_customers_by_external_id = { "externalId" },
+}
+
+---------------------------------------------------------------------------------------------
+-- nginx detection, sleeping, reporting
+---------------------------------------------------------------------------------------------
+
+-- Phases in which ngx.sleep (and cosockets) may yield.
+local YIELDABLE = {
+   rewrite = true, access = true, content = true, timer = true, preread = true,
+   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+-- The ngx API table when running inside nginx (OpenResty), else nil.
+local function ngx_api()
+   local n = package.loaded.ngx
+   if type(n) ~= "table" then n = rawget(_G, "ngx") end
+   if type(n) == "table" then return n end
+   return nil
+end
+
+-- Waits without blocking nginx when it can (ngx.sleep in a yieldable phase).
+local function sleep(seconds)
+   local n = ngx_api()
+   if n and n.sleep and n.get_phase and YIELDABLE[n.get_phase()] then
+      return n.sleep(seconds)
+   end
+   return purse_sleep(seconds)
+end
+
+-- A random float in [0, 1) for jitter. math.random is seeded identically in every process on
+-- Lua 5.1-5.3; mixing in the monotonic clock's low digits keeps processes from retrying in step.
+local function jitter()
+   return (random() + (now() * 1000003) % 1) % 1
+end
+
+-- One warning line (ngx.log inside nginx, stderr elsewhere).
+local function warn(msg)
+   local n = ngx_api()
+   if n and n.log and n.WARN then
+      n.log(n.WARN, msg)
+   else
+      io.stderr:write(msg, "\n")
+   end
+end
+
+---------------------------------------------------------------------------------------------
+-- Transports
+---------------------------------------------------------------------------------------------
+
+-- The libcurl transport: the core's own methods (a method name) or core:call (a path).
+local function curl_transport(core)
+   return {
+      name = "curl",
+      request = function(_, op, payload)
+         if OPS[op] then return core[op](core, payload) end
+         return core:call(op, payload)
+      end,
+   }
+end
+
+-- calypso.transport.ngx, loaded lazily (plain Lua never needs it); false when it is absent.
+local function ngx_module(self)
+   local mod = self._ngx_module
+   if mod == nil then
+      local ok, m = pcall(require, "calypso.transport.ngx")
+      mod = ok and type(m) == "table" and type(m.available) == "function" and m or false
+      self._ngx_module = mod
+   end
+   return mod
+end
+
+-- The transport for this call, or nil and why (see the README, "Transports").
+local function pick_transport(self)
+   local mode = self._transport
+   if mode == "curl" then return self._curl end
+   local inside = ngx_api() ~= nil
+   if mode == "auto" and not inside then return self._curl end
+   local mod = ngx_module(self)
+   if mod and mod.available() then
+      local t = self._ngx
+      if not t then
+         t = mod.new(self.core, self._transport_opts)
+         self._ngx = t
+      end
+      return t, "ngx"
+   end
+   if self._blocking_fallback then return self._curl end
+   if not mod then
+      return nil, "the ngx transport (calypso.transport.ngx) is not installed"
+   end
+   return nil, "nginx cosockets are not available here (outside nginx, or a phase without them)"
+end
+
+local function unavailable(op, why)
+   local msg = format("calypso: %s: transport unavailable: %s; set blocking_fallback = true to "
+      .. "use blocking libcurl instead", op, why)
+   return nil, msg, { kind = "unavailable", op = op, message = msg, retryable = false, sent = false }
+end
+
+---------------------------------------------------------------------------------------------
+-- The call loop: attempts, retries, hook events
+---------------------------------------------------------------------------------------------
+
+-- The retry policy entry and the full request path of an operation or a call path.
+local function op_info(op)
+   local info = OPS[op]
+   if info then return info, PREFIX .. info.path end
+   local rel = op
+   if op:sub(1, 1) == "/" then
+      rel = op:sub(1, #PREFIX) == PREFIX and op:sub(#PREFIX + 1) or nil
+   end
+   local name = rel and BY_PATH[rel]
+   return name and OPS[name] or UNKNOWN_OP, op:sub(1, 1) == "/" and op or PREFIX .. op
+end
+
+-- Calls the hook; a hook that raises never breaks the call (reported once per client).
+local function emit(self, ev)
+   local ok, e = pcall(self._on_event, ev)
+   if not ok and not self._hook_failed then
+      self._hook_failed = true
+      warn("calypso: the on_event hook raised (reported once per client; calls go on): "
+         .. tostring(e))
+   end
+end
+
+-- One logical call: attempts until success, a final failure, or the deadline.
+local function perform(self, op, payload)
+   local info, path = op_info(op)
+   local base = self._policy -- copied: one client may serve concurrent calls (nginx)
+   local policy = { max_retries = base.max_retries, retry = base.retry,
+                    heal_clock_skew = base.heal_clock_skew, healed = false }
+   local deadline = now() + self._deadline
+   local hook = self._on_event
+   local attempt = 0
+   while true do
+      attempt = attempt + 1
+      local started = now()
+      local t, tname = pick_transport(self)
+      local res, msg, err
+      if t then
+         res, msg, err = t:request(op, payload)
+      else
+         res, msg, err = unavailable(op, tname)
+      end
+      local action, reason, delay = false, nil, nil
+      if res == nil then
+         if type(err) ~= "table" then err = { kind = "invalid", message = msg } end
+         action, reason = decide(info, err, attempt, policy)
+         if action == "retry" then
+            delay = retry_after(err.retry_after, err.date, os_time())
+               or backoff(attempt - (policy.healed and 1 or 0), self._backoff_base,
+                          self._backoff_max, jitter)
+         elseif action == "heal" then
+            delay = 0
+         end
+         if action and now() + delay >= deadline then
+            action, reason = false, "deadline"
+         end
+         err.attempts = attempt
+      end
+      if hook then
+         local ev = {
+            op = op, path = path, attempt = attempt, ok = res ~= nil,
+            duration = now() - started, transport = t and (tname or t.name) or nil,
+            final = not action,
+         }
+         if res == nil then
+            ev.kind, ev.status, ev.code, ev.trace_id = err.kind, err.status, err.code, err.trace_id
+            ev.message, ev.retry, ev.reason, ev.delay = msg, action or nil, reason, delay
+         end
+         if self._hook_bodies then
+            ev.payload, ev.result = payload, res
+         end
+         emit(self, ev)
+      end
+      if not action then return res, msg, err end
+      if action == "heal" then
+         self.core:clock_offset(retry.clock_offset(err.date, os_time()))
+         policy.healed = true
+      elseif delay > 0 then
+         sleep(delay)
+      end
+   end
+end
+
+---------------------------------------------------------------------------------------------
+-- Client
+---------------------------------------------------------------------------------------------
+
+local Client = {}
+local client_mt = { __name = "calypso.client" }
+
+-- Core methods this layer does not wrap (prepare, finish, failure, batch, multi, ...) are
+-- reachable on the Lua client too and behave exactly as on the core (no retries, no hook).
+local delegates = {}
+function client_mt.__index(self, name)
+   local m = Client[name]
+   if m ~= nil then return m end
+   local core = rawget(self, "core")
+   if type(name) ~= "string" or core == nil or type(core[name]) ~= "function" then return nil end
+   m = delegates[name]
+   if not m then
+      m = function(client, ...)
+         local c = client.core
+         return c[name](c, ...)
+      end
+      delegates[name] = m
+   end
+   return m
+end
+
+function client_mt.__tostring(self)
+   return "calypso client over " .. tostring(self.core)
+end
+
+local function check_self(self, name)
+   if getmetatable(self) ~= client_mt then
+      error(format("calypso: %s: call it as client:%s(...)", name, name), 3)
+   end
+end
+
+-- One method per operation, generated from the core's table. Single-id operations also take
+-- their ids positionally: client:get_customer(id), client:get_address(id, currency).
+for name in pairs(OPS) do
+   local fields = POSITIONAL[name]
+   Client[name] = function(self, a, b)
+      check_self(self, name)
+      local payload = a
+      if fields and a ~= nil and type(a) ~= "table" then
+         payload = { [fields[1]] = a }
+         if fields[2] then payload[fields[2]] = b end
+      end
+      return perform(self, name, payload)
+   end
+end
+
+--- Any operation by path (relative to /api/v1/customer-purse/ or absolute). Known paths get
+-- their operation's retry policy; unknown ones are treated as writes.
+function Client:call(path, payload)
+   check_self(self, "call")
+   if type(path) ~= "string" then
+      return self.core:call(path, payload) -- raises the core's argument error
+   end
+   if OPS[path] then
+      error(format("calypso: call: '%s' is a method name, not a path; use client:%s(...)",
+         path, path), 2)
+   end
+   return perform(self, path, payload)
+end
+
+--- Gets or sets the milliseconds added to the local clock for signed timestamps.
+function Client:clock_offset(ms)
+   check_self(self, "clock_offset")
+   if ms == nil then return self.core:clock_offset() end
+   return self.core:clock_offset(ms)
+end
+
+--- The core's info table (never the secret), plus this layer's settings.
+function Client:info()
+   check_self(self, "info")
+   local info = self.core:info()
+   info.max_retries = self._policy.max_retries
+   info.retry = self._policy.retry
+   info.deadline = self._deadline
+   info.transport = self._transport
+   return info
+end
+
+--- Frees the connection and wipes the key state; idempotent.
+function Client:close()
+   check_self(self, "close")
+   local t = self._ngx
+   if t and t.close then t:close() end
+   self.core:close()
+end
+
+client_mt.__close = function(self) self:close() end
+
+---------------------------------------------------------------------------------------------
+-- Pages
+---------------------------------------------------------------------------------------------
+
+local function page_query(query, name)
+   if type(query) == "string" then return { customerId = query } end
+   if type(query) ~= "table" then
+      error(format("calypso: %s: query must be a table (got %s)", name, type(query)), 3)
+   end
+   local q = {}
+   for k, v in pairs(query) do q[k] = v end
+   return q
+end
+
+local function page_failure(fmt, ...)
+   error("calypso: find_transactions: " .. format(fmt, ...), 0)
+end
+
+--- Iterator over the pages of transaction/find, lazily, from query.pageNumber (default 0):
+-- `for page in client:pages{ customerId = id, pageSize = 50 } do ... end`. Yields every page
+-- that holds at least one transaction ({ result, page, size, total, totalElements }). A failure
+-- raises its one-line message (after the usual retries); so does a server that answers another
+-- page than the one asked for or repeats the previous page, instead of looping forever.
+function Client:pages(query)
+   check_self(self, "pages")
+   local q = page_query(query, "pages")
+   local n = q.pageNumber or 0
+   local done, previous = false, nil
+   return function()
+      if done then return nil end
+      done = true -- until this page proves there may be another
+      local ask = {}
+      for k, v in pairs(q) do ask[k] = v end
+      ask.pageNumber = n
+      local page, msg = perform(self, "find_transactions", ask)
+      if page == nil then error(msg, 0) end
+      local items = page.result
+      if type(items) ~= "table" then
+         page_failure("page %d has no result list", n)
+      end
+      if items[1] == nil then return nil end
+      if type(page.page) == "number" and page.page ~= n then
+         page_failure("asked for page %d, the server answered page %s", n, tostring(page.page))
+      end
+      local ids, fresh = {}, previous == nil
+      for _, tx in ipairs(items) do
+         local id = type(tx) == "table" and tx.id or nil
+         if id == nil then
+            fresh = true
+         else
+            ids[id] = true
+            if not (previous and previous[id]) then fresh = true end
+         end
+      end
+      if not fresh then
+         page_failure("page %d repeats page %d; stopping instead of looping", n, n - 1)
+      end
+      previous = ids
+      n = n + 1
+      local last = (type(page.total) == "number" and n >= page.total)
+         or (type(page.size) == "number" and #items < page.size)
+      done = last and true or false
+      return page
+   end
+end
+
+--- Iterator over every transaction of every page, lazily:
+-- `for tx in client:transactions{ customerId = id, pageSize = 100 } do ... end`.
+-- Failures raise as in client:pages.
+function Client:transactions(query)
+   check_self(self, "transactions")
+   local next_page = self:pages(page_query(query, "transactions"))
+   local items, i = nil, 0
+   return function()
+      while true do
+         if items then
+            i = i + 1
+            local tx = items[i]
+            if tx ~= nil then return tx end
+         end
+         local page = next_page()
+         if page == nil then
+            items = nil
+            return nil
+         end
+         items, i = page.result, 0
+      end
+   end
+end
+
+---------------------------------------------------------------------------------------------
+-- Constructor
+---------------------------------------------------------------------------------------------
+
+--- Creates a client. Options given win over the environment; this layer's options (see
+-- LUA_OPTIONS) are checked here and everything else goes to purse.new, where unknown names
+-- and wrong types raise.
 function M.new(opts)
    if opts ~= nil and type(opts) ~= "table" then
       error("calypso.new: options must be a table (got " .. type(opts) .. ")", 2)
    end
-   local o = {}
-   for k, v in pairs(opts or {}) do o[k] = v end
-   for name, var in pairs(from_env) do
-      if o[name] == nil then
-         local v = getenv(var)
-         if v ~= nil and v ~= "" then o[name] = v end
+   local core_opts, mine, transport_opts = {}, {}, {}
+   for k, v in pairs(opts or {}) do
+      local check = LUA_OPTIONS[k]
+      if check then
+         if not check[1](v) then
+            error(format("calypso.new: option '%s' must be %s", k, check[2]), 2)
+         end
+         mine[k] = v
+      else
+         core_opts[k] = v
       end
    end
-   return purse.new(o)
+   for name, var in pairs(from_env) do
+      if core_opts[name] == nil then
+         local v = getenv(var)
+         if v ~= nil and v ~= "" then core_opts[name] = v end
+      end
+   end
+   local core = purse.new(core_opts)
+   -- calypso.transport.ngx.new gets the core options but the secret (the core signs), plus
+   -- its own (pool_size, keepalive_timeout, pool) from ngx_options
+   for k, v in pairs(core_opts) do
+      if k ~= "secret" then transport_opts[k] = v end
+   end
+   for k, v in pairs(mine.ngx_options or {}) do transport_opts[k] = v end
+   local max_retries = mine.max_retries or DEFAULT_MAX_RETRIES
+   local attempts = mine.retry == false and 1 or max_retries + 1
+   return setmetatable({
+      core = core,
+      _policy = { max_retries = max_retries, retry = mine.retry ~= false,
+                  heal_clock_skew = mine.heal_clock_skew ~= false },
+      _deadline = mine.deadline or core:info().timeout * attempts,
+      _backoff_base = mine.backoff_base or DEFAULT_BACKOFF_BASE,
+      _backoff_max = mine.backoff_max or DEFAULT_BACKOFF_MAX,
+      _on_event = mine.on_event,
+      _hook_bodies = mine.hook_bodies == true,
+      _transport = mine.transport or "auto",
+      _blocking_fallback = mine.blocking_fallback == true,
+      _transport_opts = transport_opts,
+      _curl = curl_transport(core),
+   }, client_mt)
 end
+
+M.Client = Client
 
 return M
