@@ -182,6 +182,33 @@ function Handle:requests()
   return control(self, "GET", "/_mock/requests")
 end
 
+--- Subscribes a URL to signed webhooks (see calypso.mock.webhooks). args: url
+-- ("http://127.0.0.1:<port>/<path>"), key (the `Key` header), secret (signs the `Sign`
+-- header), requestId (default: a new uuid), retry_delays (seconds before each retry of a
+-- delivery not answered 200; default {0.2, 0.5}), timeout (seconds per attempt, 5); or
+-- { clear = true } to remove every subscription. Returns { requestId, url, key, subscriptions }.
+-- From then on each deposit and each change of a transaction's state or
+-- translationToAccountCompleted flag is delivered as a CUSTOMER_PURSE_* event.
+function Handle:webhooks(args)
+  live(self, "webhooks")
+  return control(self, "POST", "/_mock/webhooks", args)
+end
+
+--- Sends one event of any type to every subscription. args: eventType, level (INFO; WARNING
+-- for CUSTOMER_PURSE_EXPIRED), data (an object) or purseId (the address data of that purse).
+-- Returns { queued = n }.
+function Handle:emit_webhook(args)
+  live(self, "emit_webhook")
+  return control(self, "POST", "/_mock/webhooks/emit", args)
+end
+
+--- What happened to the last 200 webhook deliveries, oldest first: { {id, eventType,
+-- requestId, url, state ("pending", "delivered", "failed"), attempts, status, error}, ... }.
+function Handle:deliveries()
+  live(self, "deliveries")
+  return control(self, "GET", "/_mock/webhooks/deliveries")
+end
+
 --- Forgets all customers, purses, transactions, faults, config and recorded requests.
 function Handle:reset()
   live(self, "reset")

@@ -15,6 +15,7 @@
 local socket = require("socket")
 local json = require("calypso.mock.json")
 local state = require("calypso.mock.state")
+local webhooks = require("calypso.mock.webhooks")
 
 local M = {}
 
@@ -204,6 +205,8 @@ function Server:reset()
   self.accept_faults = {} -- faults that strike at accept time (accept_close)
   self.config = default_config()
   self.records, self.record_count = {}, 0
+  if self.webhooks then self.webhooks:close() end
+  self.webhooks = webhooks.new(self) -- subscriptions and deliveries (calypso.mock.webhooks)
 end
 
 function Server:log(fmt, ...)
@@ -883,6 +886,7 @@ control["/_mock/shutdown"] = {
     return 200, { ok = true }, function() self.running = false end
   end,
 }
+webhooks.install(control) -- /_mock/webhooks*, and deposits/updates announce themselves
 
 ---------------------------------------------------------------------------------------------
 -- Event loop
