@@ -317,3 +317,15 @@ describe("mock webhook delivery", function()
       assert.are.same({ subscriptions = 0 }, server:webhooks{ clear = true })
    end)
 end)
+
+describe("examples/webhook_receiver.lua", function()
+   it("receives, verifies and confirms the three webhooks of a deposit against the mock", function()
+      local out = require("support.helpers").run_lua('dofile("examples/webhook_receiver.lua")')
+      local events = {}
+      for name in out:gmatch("\nevent %d+: (CUSTOMER_PURSE_[%u_]+)") do events[#events + 1] = name end
+      assert.are.same({ "CUSTOMER_PURSE_MEM_POOL_FOUND", "CUSTOMER_PURSE_FUNDS_RECEIVED_FOR_PURSE",
+                        "CUSTOMER_PURSE_TRANSLATION_TO_ACCOUNT_COMPLETED" }, events, out)
+      local _, confirmed = out:gsub("confirmed: 25%.5 USDT_TRX, CONFIRMED, compliance CHECKED, credited=true", "")
+      assert.are.equal(2, confirmed, out)
+   end)
+end)
