@@ -13,6 +13,7 @@ PKGS="
   nginx libnginx-mod-http-lua
   valgrind clang libclang-rt-14-dev
   lua-curl
+  lua-sec
 "
 
 missing=""

@@ -81,6 +81,9 @@ local function child_code(opts)
   fields[#fields + 1] = "heartbeat=true"
   fields[#fields + 1] = "log=" .. tostring(opts.log and true or false)
   fields[#fields + 1] = "allow_non_loopback=" .. tostring(opts.allow_non_loopback and true or false)
+  if opts.tls then
+    fields[#fields + 1] = format("tls={certificate=%q,key=%q}", opts.tls.certificate, opts.tls.key)
+  end
   return format("package.path=%q package.cpath=%q ", package.path, package.cpath)
     .. "local ok, err = pcall(require('calypso.mock.server').main, {" .. table.concat(fields, ",")
     .. "}) if not ok then io.stdout:write('ERROR ', (tostring(err):gsub('%s+', ' ')), '\\n') "
@@ -102,6 +105,7 @@ local function resolve_options(opts)
     lifetime = lifetime,
     log = opts.log,
     allow_non_loopback = opts.allow_non_loopback,
+    tls = opts.tls,
   }
 end
 
@@ -116,7 +120,10 @@ Handle.__index = Handle
 local function control(h, method, path, args)
   local body = args and json.encode(args) or ""
   local chunks = {}
-  local ok, status = http.request({
+  -- Over TLS the control requests go through luasec without verification: the handle talks
+  -- to its own child on 127.0.0.1; only the client under test has to verify.
+  local request = h.tls and require("ssl.https").request or http.request
+  local ok, status = request({
     url = h.url .. path,
     method = method,
     headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#body) },
@@ -239,9 +246,14 @@ end
 
 --- Starts a mock server process and returns its handle once it is listening. opts (all
 -- optional): host, port, key, secret, account, lifetime (seconds, default 3600, at most 18 h),
--- lua (interpreter command), log (request log on stderr), allow_non_loopback.
+-- lua (interpreter command), log (request log on stderr), allow_non_loopback, tls
+-- ({ certificate = PEM file, key = PEM file }: serve HTTPS; needs luasec, Debian's lua-sec).
 function M.start(opts)
   local o = resolve_options(opts or {})
+  if o.tls and (type(o.tls) ~= "table" or type(o.tls.certificate) ~= "string"
+                or type(o.tls.key) ~= "string") then
+    error("calypso.mock: tls must be { certificate = file, key = file }", 2)
+  end
   local cmd = "exec " .. shell_quote(o.lua) .. " -e " .. shell_quote(child_code(o))
   local pipe = assert(io.popen(cmd, "r"))
   local line = pipe:read("*l")
@@ -258,7 +270,8 @@ function M.start(opts)
     host = "[" .. host .. "]"
   end
   return setmetatable({
-    url = format("http://%s:%d", host, port),
+    url = format("%s://%s:%d", o.tls and "https" or "http", host, port),
+    tls = o.tls and true or false,
     port = port,
     key = o.key,
     secret = o.secret,

@@ -56,6 +56,8 @@ local HTML_503 = "<html>\r\n<head><title>503 Service Temporarily Unavailable</ti
 local MALFORMED_BODY = '{"id":"3fa85f64-5717'
 
 local DELIVERY_FAULTS -- modes delivered by Server:deliver_fault (defined with it)
+-- Non-blocking I/O that has to wait: luasocket says "timeout", luasec "wantread"/"wantwrite".
+local WOULD_BLOCK = { timeout = true, wantread = true, wantwrite = true }
 local MAX_HUGE = 64 * 1024 * 1024 -- bytes of the largest "huge" body
 
 local DAYS = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" }
@@ -194,8 +196,29 @@ function M.new(opts)
                         verify = opts.verify }),
     conns = {}, nconns = 0, timers = {}, running = true,
   }, Server)
+  if opts.tls then
+    self.tls = M.tls_context(opts.tls)
+  end
   self:reset()
   return self
+end
+
+--- A server TLS context (luasec) from { certificate = PEM file, key = PEM file }; raises with
+-- a clear message when luasec is missing or the files do not load.
+function M.tls_context(t)
+  local ok, ssl = pcall(require, "ssl")
+  if not ok then
+    error("calypso.mock.server: the tls option needs luasec (Debian package lua-sec)", 0)
+  end
+  if type(t) ~= "table" or type(t.certificate) ~= "string" or type(t.key) ~= "string" then
+    error("calypso.mock.server: tls must be { certificate = file, key = file }", 0)
+  end
+  local ctx, err = ssl.newcontext({ mode = "server", protocol = "any", key = t.key,
+                                    certificate = t.certificate, options = { "all" } })
+  if not ctx then
+    error("calypso.mock.server: cannot load the TLS certificate or key: " .. tostring(err), 0)
+  end
+  return ctx
 end
 
 --- Forgets all API state, faults, config and recorded requests.
@@ -274,7 +297,9 @@ end
 function Server:start_drain(c)
   c.phase = "drain"
   c.drain_until = gettime() + DRAIN_TIMEOUT
-  c.sock:shutdown("send")
+  if not c.tls then -- a luasec connection cannot half-close; it just waits for the peer
+    c.sock:shutdown("send")
+  end
 end
 
 -- Called when all queued output of `c` is written.
@@ -302,7 +327,7 @@ end
 function Server:flush(c)
   local last, err, partial = c.sock:send(c.out, c.out_i)
   c.out_i = (last or partial or c.out_i - 1) + 1
-  if err and err ~= "timeout" then
+  if err and not WOULD_BLOCK[err] then
     return self:close(c)
   end
   if c.out_i > #c.out then
@@ -431,7 +456,22 @@ function Server:maybe_finish_body(c)
   self:dispatch(c, req)
 end
 
+-- One step of a non-blocking TLS handshake (the loop calls it whenever the socket is ready).
+function Server:handshake(c)
+  local ok, err = c.sock:dohandshake()
+  c.want_write = err == "wantwrite"
+  if ok then
+    c.phase, c.last_active = "head", gettime()
+  elseif err ~= "wantread" and err ~= "wantwrite" then
+    self:log("TLS handshake failed: %s", tostring(err))
+    self:close(c)
+  end
+end
+
 function Server:on_readable(c)
+  if c.phase == "handshake" then
+    return self:handshake(c)
+  end
   if c.reset_on_data then
     return self:close(c) -- unread bytes + zero linger: a TCP reset (fault accept_close rst)
   end
@@ -454,7 +494,7 @@ function Server:on_readable(c)
     else
       self:close(c)
     end
-  elseif err and err ~= "timeout" then
+  elseif err and not WOULD_BLOCK[err] then
     self:close(c)
   end
 end
@@ -468,7 +508,12 @@ function Server:accept_all()
     sock:settimeout(0)
     if not self:accept_fault(sock) then
       sock:setoption("tcp-nodelay", true) -- small answers must not wait for delayed ACKs
-      self.conns[sock] = { sock = sock, phase = "head", inbuf = "", last_active = gettime() }
+      local c = { sock = sock, phase = "head", inbuf = "", last_active = gettime() }
+      if self.tls then -- the handshake runs in the loop, a step whenever the socket is ready
+        c.sock, c.phase, c.tls = require("ssl").wrap(sock, self.tls), "handshake", true
+        c.sock:settimeout(0)
+      end
+      self.conns[c.sock] = c
       self.nconns = self.nconns + 1
     end
   end
@@ -895,7 +940,8 @@ webhooks.install(control) -- /_mock/webhooks*, and deposits/updates announce the
 -- Closes idle or lingering connections (bounds resources held by silent peers).
 function Server:sweep(now)
   for _, c in pairs(self.conns) do
-    if (c.phase == "head" or c.phase == "body") and now - c.last_active > IDLE_TIMEOUT then
+    if (c.phase == "head" or c.phase == "body" or c.phase == "handshake")
+        and now - c.last_active > IDLE_TIMEOUT then
       self:close(c)
     elseif c.phase == "drain" and now > c.drain_until then
       self:close(c)
@@ -910,10 +956,10 @@ function Server:select_sets()
   end
   for sock, c in pairs(self.conns) do
     local p = c.phase
-    if p == "head" or p == "body" or p == "stall" or p == "drain" then
+    if p == "head" or p == "body" or p == "stall" or p == "drain" or p == "handshake" then
       readers[#readers + 1] = sock
     end
-    if c.out then
+    if c.out or c.want_write then
       writers[#writers + 1] = sock
     end
   end
@@ -937,7 +983,9 @@ function Server:step(wake_at)
   local readable, writable = socket_select(readers, writers, timeout)
   for _, sock in ipairs(writable or {}) do
     local c = self.conns[sock]
-    if c and c.out then
+    if c and c.phase == "handshake" then
+      self:handshake(c)
+    elseif c and c.out then
       self:flush(c)
     end
   end
