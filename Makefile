@@ -63,3 +63,27 @@ bench: deps build
 
 clean:
 	rm -rf $(BUILD) bench/floor
+
+# ---- Sanitizers, valgrind, fuzzing (issue 5). Each has a script, run by `make test` too.
+# The core with ASan + UBSan (every finding fatal) into build/asan/<runtime>/.
+SAN_CC    ?= $(CC)
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+$(BUILD)/asan/%/calypso/purse.so: $(SRC) $(HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -I$(lua_inc_$*) -I$(CURL_INCDIR) -shared -o $@ $(SRC) $(LIBS)
+
+.PHONY: sanitize valgrind fuzz fuzz-build
+# The whole busted suite with the sanitized core (scripts/sanitize.sh; SANITIZE_RUNTIMES).
+sanitize: deps
+	sh scripts/sanitize.sh
+
+# The busted suite under valgrind memcheck (scripts/valgrind.sh; VALGRIND_SPECS).
+valgrind: deps build
+	sh scripts/valgrind.sh
+
+# libFuzzer targets (fuzz/): each runs FUZZ_SECONDS (60) from its corpus in fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+fuzz-build:
+	sh fuzz/build.sh
+fuzz: deps
+	sh fuzz/run.sh $(FUZZ_SECONDS)

@@ -1,0 +1,24 @@
+/* canary.c: one memory bug of each kind, for scripts/sanitize.sh and scripts/valgrind.sh to
+ * prove that their set-up catches findings (a green run with a blind checker proves nothing).
+ * Never part of the module. */
+#include <stdlib.h>
+#include <string.h>
+#include <lua.h>
+#include <lauxlib.h>
+static int overflow(lua_State *L) {
+    char *p = malloc(8);
+    memset(p, 0, 8);
+    p[luaL_checkinteger(L, 1)] = 1;
+    lua_pushinteger(L, p[0]);
+    free(p);
+    return 1;
+}
+static int leak(lua_State *L) { void *p = malloc(77); lua_pushboolean(L, p != NULL); return 1; }
+static int signed_overflow(lua_State *L) { int i = (int)luaL_checkinteger(L, 1); lua_pushinteger(L, i + 1); return 1; }
+int luaopen_canary(lua_State *L) {
+    lua_newtable(L);
+    lua_pushcfunction(L, overflow); lua_setfield(L, -2, "overflow");
+    lua_pushcfunction(L, leak); lua_setfield(L, -2, "leak");
+    lua_pushcfunction(L, signed_overflow); lua_setfield(L, -2, "signed_overflow");
+    return 1;
+}
