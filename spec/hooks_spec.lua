@@ -50,9 +50,9 @@ describe("on_event", function()
       local customer = assert(c:create_customer{ email = "ev@example.com" })
       assert.are.equal(1, #events)
       local ev = events[1]
-      assert.are.same({ "attempt", "duration", "final", "ok", "op", "path", "transport" }, sorted_keys(ev))
-      assert.are.same({ "create_customer", "/api/v1/customer-purse/customer/create", 1, true, true, "curl" },
-                      { ev.op, ev.path, ev.attempt, ev.ok, ev.final, ev.transport })
+      assert.are.same({ "attempt", "duration", "final", "ok", "op", "path", "status", "transport" }, sorted_keys(ev))
+      assert.are.same({ "create_customer", "/api/v1/customer-purse/customer/create", 1, true, true, "curl", 200 },
+                      { ev.op, ev.path, ev.attempt, ev.ok, ev.final, ev.transport, ev.status })
       assert.are.equal("number", type(ev.duration))
       assert.is_true(ev.duration >= 0 and ev.duration < 5)
       assert(c:get_customer(customer.id))

@@ -262,7 +262,7 @@ int calypso_client_new(lua_State *L)
     ho.user_agent = c->user_agent;
     ho.ca_file = c->ca_file;
     ho.proxy = c->proxy;
-    ho.timeout_ms = c->timeout_ms = (long)(o.timeout * 1000.0 + 0.5);
+    ho.timeout_ms = c->timeout_ms = c->applied_timeout_ms = (long)(o.timeout * 1000.0 + 0.5);
     ho.connect_timeout_ms = c->connect_timeout_ms = (long)(o.connect_timeout * 1000.0 + 0.5);
     ho.max_response = (size_t)o.max_response;
     ho.insecure = o.insecure;
@@ -409,6 +409,13 @@ int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoin
 
 /* ------------------------------------------------------------------ prepare + perform */
 
+double calypso_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -530,6 +537,27 @@ static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
 
     if (calypso_client_prepare(L, c, ep, op, pidx, sign_hex) != 0)
         return 3;
+    if (c->deadline > 0 || c->applied_timeout_ms != c->timeout_ms) {
+        /* a deadline set by client:deadline() shortens this call's timeout */
+        long t = c->timeout_ms;
+        if (c->deadline > 0) {
+            double left = (c->deadline - calypso_monotonic()) * 1000.0;
+            if (left < 1.0) {
+                mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
+                calypso_response dr;
+                memset(&dr, 0, sizeof dr);
+                dr.kind = "timeout";
+                dr.detail = "the deadline passed before the request was sent";
+                return calypso_client_finish(L, c, ep, op, &dr);
+            }
+            if (left < (double)t)
+                t = (long)left;
+        }
+        if (t != c->applied_timeout_ms) {
+            curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, t);
+            c->applied_timeout_ms = t;
+        }
+    }
     set_path(c, ep, path, pathlen);
     /* Writes, and paths we know nothing about, must reach the server at most once. */
     rc = calypso_http_post(h, c->url, c->request.data, c->request.len, sign_hex, ep == NULL || ep->writes);
@@ -673,6 +701,37 @@ static int client_call(lua_State *L)
     return request(L, c, NULL, path, n, 3);
 }
 
+/* client:deadline([t]): calls that follow must end by t (seconds on the
+ * purse.now() clock): their timeout shrinks to what is left, and a call made
+ * after t fails with kind "timeout" without being sent. nil clears it.
+ * Returns the deadline in force (nil when none). */
+static int client_deadline(lua_State *L)
+{
+    calypso_client *c = calypso_client_check(L, 1);
+    if (lua_gettop(L) >= 2) {
+        if (lua_isnil(L, 2)) {
+            c->deadline = 0;
+        } else {
+            lua_Number t = luaL_checknumber(L, 2);
+            luaL_argcheck(L, t > 0 && t < 1e12, 2, "deadline must be a purse.now() time");
+            c->deadline = (double)t;
+        }
+    }
+    if (c->deadline > 0)
+        lua_pushnumber(L, (lua_Number)c->deadline);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* client:last_status() -> the HTTP status of the last libcurl call (0: none). */
+static int client_last_status(lua_State *L)
+{
+    calypso_client *c = calypso_client_check(L, 1);
+    lua_pushinteger(L, (lua_Integer)c->http.status);
+    return 1;
+}
+
 /* client:clock_offset([ms]): the offset added to the local clock for the
  * signed timestamp; returns the (new) value. */
 static int client_clock_offset(lua_State *L)
@@ -697,6 +756,8 @@ static const luaL_Reg client_methods[] = {
     { "multi", calypso_client_multi },
     { "batch", calypso_client_batch },
     { "clock_offset", client_clock_offset },
+    { "deadline", client_deadline },
+    { "last_status", client_last_status },
     { "close", client_close },
     { NULL, NULL }
 };

@@ -22,6 +22,8 @@ typedef struct calypso_client {
     char key[260];              /* the public key (not a secret), for other transports */
     char user_agent[320];
     long timeout_ms, connect_timeout_ms;
+    double deadline;            /* purse.now() time the next calls must end by; 0: none */
+    long applied_timeout_ms;    /* CURLOPT_TIMEOUT_MS as last set on the easy handle */
     long long clock_offset_ms;  /* added to the local clock for `timestamp` */
     calypso_buf scratch;        /* response text rewritten for exact numbers */
     calypso_buf request;        /* the envelope being sent: signed and posted from here */
@@ -62,6 +64,9 @@ void calypso_client_response(const calypso_http *h, CURLcode rc, calypso_respons
 /* Turns a response into the result or nil, message, err; returns the count pushed. */
 int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
                           const char *op, const calypso_response *r);
+
+/* Seconds on the monotonic clock (purse.now). */
+double calypso_monotonic(void);
 
 /* Registers the client metatable; expects the json codec (2 values) on top of
  * the stack and leaves it there. */

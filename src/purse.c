@@ -73,9 +73,7 @@ static int purse_decode(lua_State *L)
 /* purse.now() -> seconds on a monotonic clock (for deadlines and durations). */
 static int purse_now(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    lua_pushnumber(L, (lua_Number)calypso_monotonic());
     return 1;
 }
 

@@ -213,7 +213,13 @@ local function perform(self, op, payload)
       local started = now()
       local t, tname = pick_transport(self)
       local res, msg, err
-      if t then
+      if t == self._curl then
+         -- the running attempt ends by the deadline too, not one full timeout later
+         local core = self.core
+         core:deadline(deadline)
+         res, msg, err = t:request(op, payload)
+         core:deadline(nil)
+      elseif t then
          res, msg, err = t:request(op, payload)
       else
          res, msg, err = unavailable(op, tname)
@@ -240,7 +246,9 @@ local function perform(self, op, payload)
             duration = now() - started, transport = t and (tname or t.name) or nil,
             final = not action,
          }
-         if res == nil then
+         if res ~= nil then
+            ev.status = t == self._curl and self.core:last_status() or 200
+         else
             ev.kind, ev.status, ev.code, ev.trace_id = err.kind, err.status, err.code, err.trace_id
             ev.message, ev.retry, ev.reason, ev.delay = msg, action or nil, reason, delay
          end
@@ -322,6 +330,52 @@ function Client:call(path, payload)
          path, path), 2)
    end
    return perform(self, path, payload)
+end
+
+--- Runs calls concurrently and returns their results in order, each { value = res } or
+-- { message = msg, err = err }: over curl multi (core:batch), or inside nginx over cosockets,
+-- one light thread (ngx.thread.spawn) per call, at most max_in_flight at once. Each call is
+-- made once (no retries, no hook events), exactly as core:batch does.
+function Client:batch(calls, max_in_flight)
+   check_self(self, "batch")
+   local t, tname = pick_transport(self)
+   if t == self._curl then return self.core:batch(calls, max_in_flight) end
+   if type(calls) ~= "table" then
+      error("calypso: batch: calls must be a table of { op, payload }", 2)
+   end
+   for i, c in ipairs(calls) do
+      if type(c) ~= "table" or type(c[1]) ~= "string" then
+         error(format("calypso: batch: entry %d must be a table { op, payload }", i), 2)
+      end
+   end
+   local results = {}
+   if not t then
+      for i, c in ipairs(calls) do
+         local _, msg, err = unavailable(c[1], tname)
+         results[i] = { message = msg, err = err }
+      end
+      return results
+   end
+   -- max_in_flight workers (light threads), each taking the next call until none is left
+   local n, total, next_i = ngx_api(), #calls, 1
+   local function worker()
+      while next_i <= total do
+         local i = next_i
+         next_i = i + 1
+         local c = calls[i]
+         local res, msg, err = t:request(c[1], c[2])
+         if res ~= nil then results[i] = { value = res } else results[i] = { message = msg, err = err } end
+      end
+   end
+   local workers = {}
+   for w = 1, math.min(max_in_flight or 128, total) do
+      workers[w] = n.thread.spawn(worker)
+   end
+   for w = 1, #workers do
+      local ok, e = n.thread.wait(workers[w])
+      if not ok then error("calypso: batch: " .. tostring(e), 2) end
+   end
+   return results
 end
 
 --- Gets or sets the milliseconds added to the local clock for signed timestamps.
