@@ -5,6 +5,8 @@
 
 int calypso_buf_append(calypso_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0;   /* data may still be NULL, and NULL + 0 (or memcpy from NULL) is UB */
     if (n > b->limit - b->len)   /* len <= limit always, so no overflow */
         return -1;
     if (b->len + n > b->cap) {
