@@ -72,12 +72,42 @@ cf:write(conf)
 cf:close()
 sh(("nginx -p %s -c %s/nginx.conf"):format(prefix, prefix))
 
+-- A second private nginx runs the OpenResty rows: its one worker is the client.
+local repo = sh("pwd"):gsub("%s+$", "")
+local or_port = free_port()
+local or_conf = ([[
+load_module /usr/share/nginx/modules/ndk_http_module.so;
+load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
+worker_processes 1;
+daemon on;
+pid %s/client.pid;
+error_log %s/client-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %s/body2; proxy_temp_path %s/proxy2; fastcgi_temp_path %s/fcgi2;
+  uwsgi_temp_path %s/uwsgi2; scgi_temp_path %s/scgi2;
+  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";
+  lua_package_cpath "%s/build/jit/?.so;;";
+  server {
+    listen 127.0.0.1:%d;
+    location /loop { content_by_lua_file %s/bench/openresty.lua; }
+  }
+}
+]]):format(prefix, prefix, prefix, prefix, prefix, prefix, prefix, repo, repo, repo, or_port, repo)
+cf = assert(io.open(prefix .. "/client.conf", "w"))
+cf:write(or_conf)
+cf:close()
+sh(("nginx -p %s -c %s/client.conf"):format(prefix, prefix))
+
 local function stop()
-   local pf = io.open(prefix .. "/nginx.pid")
-   if pf then
-      local pid = pf:read("*n")
-      pf:close()
-      if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+   for _, name in ipairs({ "nginx.pid", "client.pid" }) do
+      local pf = io.open(prefix .. "/" .. name)
+      if pf then
+         local pid = pf:read("*n")
+         pf:close()
+         if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+      end
    end
    os.execute("sleep 0.2; rm -rf " .. prefix)
 end
@@ -88,6 +118,7 @@ local CA = prefix .. "/ca.pem"
 local CPATH54 = "LUA_CPATH='build/5.4/?.so;;'"
 local CPATHJIT = "LUA_CPATH='build/jit/?.so;;'"
 
+local OR = ("curl -s 'http://127.0.0.1:%d/loop?port=%d&n=%%d&mode="):format(or_port, http_port)
 local contenders = {
    { name = "C floor (libcurl + mbedTLS, HTTP)", floor = "http",
      cmd = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET) },
@@ -97,6 +128,8 @@ local contenders = {
      cmd = ("%s luajit bench/module.lua %s %s %s %%d"):format(CPATHJIT, HTTP, KEY, SECRET) },
    { name = "peer: Lua-cURL + luaossl + cjson, LuaJIT", vs = "http",
      cmd = ("luajit bench/peer_luacurl.lua %s %s %s %%d"):format(HTTP, KEY, SECRET) },
+   { name = "OpenResty: cosocket loop, same signing", floor = "openresty", cmd = OR .. "raw'" },
+   { name = "OpenResty: calypso.transport.ngx", vs = "openresty", cmd = OR .. "transport'" },
    { name = "C floor (libcurl + mbedTLS, HTTPS)", floor = "https",
      cmd = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d %s"):format(HTTPS, KEY, SECRET, CA) },
    { name = "calypso.purse, Lua 5.4, HTTPS", vs = "https",
