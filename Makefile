@@ -65,15 +65,9 @@ clean:
 	rm -rf $(BUILD) bench/floor
 
 # ---- Sanitizers, valgrind, fuzzing (issue 5). Each has a script, run by `make test` too.
-# The core with ASan + UBSan (every finding fatal) into build/asan/<runtime>/.
-SAN_CC    ?= $(CC)
-SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-$(BUILD)/asan/%/calypso/purse.so: $(SRC) $(HDR) Makefile
-	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -I$(lua_inc_$*) -I$(CURL_INCDIR) -shared -o $@ $(SRC) $(LIBS)
-
 .PHONY: sanitize valgrind fuzz fuzz-build
-# The whole busted suite with the sanitized core (scripts/sanitize.sh; SANITIZE_RUNTIMES).
+# The whole busted suite with the core built with ASan+UBSan into build/asan-<cc>/<runtime>/
+# (scripts/sanitize.sh; SANITIZE_RUNS="5.4:clang 5.1:gcc").
 sanitize: deps
 	sh scripts/sanitize.sh
 

@@ -13,7 +13,19 @@ static int overflow(lua_State *L) {
     free(p);
     return 1;
 }
-static int leak(lua_State *L) { void *p = malloc(77); lua_pushboolean(L, p != NULL); return 1; }
+/* Sixteen lost blocks: a stale copy of the last pointer in a register or on the stack can
+ * hide one from a conservative leak scan, never all of them. */
+static int leak(lua_State *L) {
+    int i, ok = 1;
+    for (i = 0; i < 16; i++) {
+        char *volatile p = malloc(77);
+        ok = ok && p != NULL;
+        if (p != NULL)
+            p[0] = (char)i;
+    }
+    lua_pushboolean(L, ok);
+    return 1;
+}
 static int signed_overflow(lua_State *L) { int i = (int)luaL_checkinteger(L, 1); lua_pushinteger(L, i + 1); return 1; }
 int luaopen_canary(lua_State *L) {
     lua_newtable(L);

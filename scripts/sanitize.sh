@@ -1,51 +1,77 @@
 #!/bin/sh
 # The whole busted suite with the C core built with ASan + UBSan (-fno-sanitize-recover=all:
-# the first finding aborts). Debian's interpreters are not instrumented, so the ASan runtime
-# is preloaded; leak detection is on (LeakSanitizer), with suppressions in
-# scripts/lsan.supp for leaks of programs that are not ours (see that file).
-# Runtimes: SANITIZE_RUNTIMES (default "5.4 5.1": the newest API and the compat shims).
-# Extra arguments go to busted (a spec file, --filter=...).
+# the first finding aborts). Debian's interpreters are not instrumented, so the compiler's
+# ASan runtime is preloaded; leak detection is on (LeakSanitizer), with suppressions in
+# scripts/lsan.supp for programs that are not ours (none needed so far).
+# SANITIZE_RUNS picks runtime:compiler pairs (default "5.4:clang 5.1:gcc": clang's UBSan checks
+# more - null pointer offsets, float casts, function types - and gcc builds what most users
+# ship). Extra arguments go to busted (a spec file, --filter=...).
 # Exits non-zero on any finding or failing spec. Stage of scripts/test.sh (`make test`).
 set -u
 cd "$(dirname "$0")/.."
-runtimes=${SANITIZE_RUNTIMES:-5.4 5.1}
-cc=${SAN_CC:-cc}
-asan=$($cc -print-file-name=libasan.so)
-[ -f "$asan" ] || { echo "sanitize: $cc has no libasan.so ($asan)"; exit 1; }
+runs=${SANITIZE_RUNS:-5.4:clang 5.1:gcc}
+multiarch=$(cc -print-multiarch)
 SAN_FLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
 # abort_on_error: a finding kills the process (no spec can swallow it); the children the
 # specs start (the mock, helper interpreters) inherit the runtime and these options.
 ASAN_OPTS="detect_leaks=1:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1"
 LSAN_OPTS="suppressions=$(pwd)/scripts/lsan.supp:print_suppressions=0"
 UBSAN_OPTS="halt_on_error=1:print_stacktrace=1"
-# Tests that judge RSS: under ASan it measures the allocator's quarantine, not the core.
-# The leak checks (LeakSanitizer here, memcheck in scripts/valgrind.sh) cover what they guard.
+# Tests that judge RSS: under ASan that measures the allocator's quarantine, not the core.
+# The leak checks (LeakSanitizer here, memcheck in scripts/valgrind.sh) guard the same thing.
 RSS_TESTS="gives their C memory back"
+
+asan_runtime() {  # compiler -> the ASan runtime to preload
+  case "$1" in
+    clang*) "$1" -print-file-name=libclang_rt.asan-x86_64.so ;;
+    *) "$1" -print-file-name=libasan.so ;;
+  esac
+}
+
+lua_inc() {       # runtime -> its headers
+  case "$1" in jit) echo /usr/include/luajit-2.1 ;; *) echo "/usr/include/lua$1" ;; esac
+}
+
+# Canaries: a tiny module with one bug of each kind must be caught with the very compiler and
+# options the suite runs under, or a green run would prove nothing.
+canaries() {      # compiler, extra flags, runtime to preload
+  mkdir -p "build/asan-$1"
+  # shellcheck disable=SC2086
+  $1 -std=c99 -g -fPIC -shared $SAN_FLAGS $2 -I/usr/include/lua5.4 -o "build/asan-$1/canary.so" \
+    scripts/canary.c || return 1
+  for bug in "overflow(8)" "leak()" "signed_overflow(2147483647)"; do
+    if out=$(LD_PRELOAD="$3" ASAN_OPTIONS="$ASAN_OPTS" LSAN_OPTIONS="$LSAN_OPTS" UBSAN_OPTIONS="$UBSAN_OPTS" \
+             LUA_CPATH="build/asan-$1/?.so" lua5.4 -e "require('canary').$bug" 2>&1); then
+      echo "sanitize: the canary $bug was NOT caught with $1: the set-up is broken"
+      echo "$out" | tail -n 5
+      return 1
+    fi
+    echo "$out" | grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' ||
+      { echo "sanitize: canary $bug failed without a sanitizer report ($1):"; echo "$out" | tail -n 5; return 1; }
+  done
+  echo "sanitize: $1 canaries caught (heap overflow, leak, signed overflow)"
+}
+
 status=0
-
-# Canaries: a tiny module with one bug of each kind must be caught with the very options the
-# suite runs under, or a green run would prove nothing.
-mkdir -p build/asan
-$cc -std=c99 -g -fPIC -shared $SAN_FLAGS -I/usr/include/lua5.4 -o build/asan/canary.so scripts/canary.c
-for bug in "overflow(8)" "leak()" "signed_overflow(2147483647)"; do
-  if out=$(LD_PRELOAD="$asan" ASAN_OPTIONS="$ASAN_OPTS" LSAN_OPTIONS="$LSAN_OPTS" UBSAN_OPTIONS="$UBSAN_OPTS" \
-           LUA_CPATH="build/asan/?.so" lua5.4 -e "require('canary').$bug" 2>&1); then
-    echo "sanitize: the canary $bug was NOT caught: the sanitizer set-up is broken"
-    echo "$out" | tail -n 5
-    exit 1
-  fi
-  echo "$out" | grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' ||
-    { echo "sanitize: canary $bug failed without a sanitizer report:"; echo "$out" | tail -n 5; exit 1; }
-done
-echo "sanitize: canaries caught (heap overflow, leak, signed overflow)"
-
-for v in $runtimes; do
+for run in $runs; do
+  v=${run%%:*}
+  cc=${run#*:}
   case "$v" in jit) lua=luajit ;; *) lua=lua$v ;; esac
   start=$(date +%s)
-  make -s "build/asan/$v/calypso/purse.so" SAN_CC="$cc" || { status=1; continue; }
+  asan=$(asan_runtime "$cc")
+  [ -f "$asan" ] || { echo "sanitize: $cc has no ASan runtime ($asan)"; status=1; continue; }
+  extra=""
+  case "$cc" in clang*) extra="-shared-libsan" ;; esac
+  canaries "$cc" "$extra" "$asan" 2>/dev/null || { status=1; continue; }
+  so=build/asan-$cc/$v/calypso/purse.so
+  mkdir -p "$(dirname "$so")"
+  # shellcheck disable=SC2086
+  $cc -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $SAN_FLAGS $extra \
+    -I"$(lua_inc "$v")" -I"/usr/include/$multiarch" -shared -o "$so" src/*.c -lcurl -lmbedcrypto ||
+    { status=1; continue; }
   log=$(mktemp)
   LD_PRELOAD="$asan" ASAN_OPTIONS="$ASAN_OPTS" LSAN_OPTIONS="$LSAN_OPTS" UBSAN_OPTIONS="$UBSAN_OPTS" \
-  LUA_CPATH="build/asan/$v/?.so;;" CALYPSO_MOCK_LUA="$lua" \
+  LUA_CPATH="build/asan-$cc/$v/?.so;;" CALYPSO_MOCK_LUA="$lua" \
     "$lua" /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' \
       --filter-out="$RSS_TESTS" "$@" >"$log" 2>&1
   rc=$?
@@ -56,7 +82,7 @@ for v in $runtimes; do
     tail -n 60 "$log"
     status=1
   fi
-  echo "sanitize lua $v: ${summary:-no summary}, $findings sanitizer findings, $(( $(date +%s) - start )) s"
+  echo "sanitize lua $v ($cc): ${summary:-no summary}, $findings sanitizer findings, $(( $(date +%s) - start )) s"
   rm -f "$log"
 done
 exit $status
