@@ -176,6 +176,12 @@ int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts
         snprintf(msg, msglen, "malformed JSON: invalid UTF-8");
         return -1;
     }
+    /* A raw NUL is never valid JSON (in strings it must be escaped), and lua-cjson
+     * 2.1 takes it for the end of the text: '{"a":1}\0anything' would decode. */
+    if (memchr(s, '\0', n) != NULL) {
+        snprintf(msg, msglen, "malformed JSON: NUL byte");
+        return -1;
+    }
     if (scratch != NULL) {
         int r = calypso_numbers_protect(s, n, exact_amounts, scratch);
         if (r < 0) {

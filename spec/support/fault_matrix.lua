@@ -135,6 +135,8 @@ function M.cases()
         kind = "decode", quick = true },
       { name = "a lone UTF-16 surrogate escape", fault = raw_c(function(_, c) return '{"id":"' .. c.id .. '","email":"\\ud800"}' end),
         kind = "decode", quick = true },
+      { name = "a NUL byte, then more JSON, after the object",
+        fault = raw_c(function(b) return b .. '\0{"id":"evil"}' end), kind = "decode", quick = true },
       { name = "duplicate keys: the last one wins",
         fault = raw_c(function(_, c) return '{"id":"x","email":"first@example.com","id":"' .. c.id
                                             .. '","email":"' .. c.email .. '"}' end), ok = true, check = is_customer, quick = true },
