@@ -44,6 +44,7 @@ typedef struct options {
 static const char *opt_string(lua_State *L, const char *name, size_t *len, int required)
 {
     const char *s;
+    *len = 0;   /* absent: no length (callers share one length variable) */
     lua_getfield(L, 1, name);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
