@@ -474,6 +474,19 @@ describe("through require('calypso').new", function()
       assert.is_true(ping < D, ("ping %.3f s"):format(ping))
    end)
 
+   it("runs a batch concurrently on light threads", function()
+      if not layer_ready() then return end
+      local calls = {}
+      for i = 1, N do calls[i] = { "get_customers_by_external_id", { externalId = "ngx-1" } } end
+      server:config{ delay = D }
+      local a = run("/call", { client = client_opts(), op = "batch", via = "batch", calls = calls })
+      server:config{ delay = 0 }
+      assert.are.equal(N, #a.batch)
+      for i = 1, N do assert.is_table(a.batch[i].value, cjson.encode(a.batch[i])) end
+      io.stderr:write(("[nginx] calypso client:batch: %d calls, D=%.2fs: %.3fs\n"):format(N, D, a.elapsed.batch))
+      assert.is_true(a.elapsed.batch < N * D / 2, tostring(a.elapsed.batch))
+   end)
+
    it("refuses in a phase without cosockets unless blocking_fallback is on", function()
       if not layer_ready() then return end
       local function in_set(extra)
@@ -492,6 +505,7 @@ describe("through require('calypso').new", function()
                       { a.calypso.err.kind, a.calypso.err.sent, a.calypso.err.retryable })
       a = in_set({ blocking_fallback = true })
       assert.is_table(a.calypso.res, cjson.encode(a))
-      assert.truthy(last_user_agent():find("libcurl/", 1, true), last_user_agent())
+      -- libcurl's User-Agent, not the cosocket transport's
+      assert.is_nil(last_user_agent():find("ngx_lua/", 1, true), last_user_agent())
    end)
 end)

@@ -5,7 +5,7 @@
 -- calypso.new's default transport ("auto") goes over cosockets: the worker keeps serving
 -- other requests while this one waits for Calypso.
 local calypso = require("calypso")
-local purse = require("calypso.purse")
+local webhook = require("calypso.webhook")
 local cjson = require("cjson.safe")
 
 local M = {}
@@ -14,7 +14,8 @@ local client
 
 local function get_client()
    if not client then
-      client = calypso.new{ timeout = 10 }
+      -- amounts as the server's decimal text: never book money through a double
+      client = calypso.new{ timeout = 10, exact_amounts = true }
    end
    return client
 end
@@ -57,9 +58,23 @@ function M.deposit_address()
    return reply(200, { customerId = customer.id, currency = currency, address = p.address })
 end
 
---- POST /calypso/webhook: checks Sign (HMAC-SHA512 of the raw body with the webhook
--- subscription's secretKey) before parsing, answers 200 once the event is taken, and
--- ignores repeats of an event id (Calypso resends until it gets a 200).
+-- Runs in an ngx.timer after the webhook was answered (timers have cosockets too):
+-- webhooks are hints, the state to book is the one transaction/get returns. A real receiver
+-- stores the event first and retries the confirmation until it succeeds.
+local function confirm(premature, transaction_id, event_id)
+   if premature then return end
+   local tx, msg = get_client():get_transaction{ transactionId = transaction_id }
+   if tx then
+      ngx.log(ngx.NOTICE, "calypso event ", event_id, " confirmed: ", tx.transactionState, " ",
+              tx.amount, " ", tx.currency)
+   else
+      ngx.log(ngx.ERR, "calypso event ", event_id, " not confirmed: ", msg)
+   end
+end
+
+--- POST /calypso/webhook: calypso.webhook.parse checks Sign (HMAC-SHA512 of the raw body
+-- with the subscription's secretKey) before it decodes anything; the answer is 200 once the
+-- event is taken, and repeats of an event id are ignored (Calypso resends until it gets a 200).
 function M.webhook()
    local secret = os.getenv("CALYPSO_WEBHOOK_SECRET")
    if not secret or secret == "" then
@@ -67,20 +82,19 @@ function M.webhook()
       return reply(500, { error = "not configured" })
    end
    ngx.req.read_body()
-   local body = ngx.req.get_body_data()
-   local sign = ngx.req.get_headers()["Sign"]
-   if not body or type(sign) ~= "string" or not purse.verify(secret, body, sign) then
-      return reply(401, { error = "bad signature" })
-   end
-   local event = purse.decode(body)
-   if type(event) ~= "table" or event.id == nil then
-      return reply(400, { error = "not a Calypso event" })
+   local event, msg, err = webhook.parse(ngx.req.get_body_data() or "", ngx.req.get_headers()["Sign"],
+                                         secret, { exact_amounts = true })
+   if not event then
+      ngx.log(ngx.WARN, msg)
+      return reply(err.kind == "signature" and 401 or 400, { error = err.kind })
    end
    local first = ngx.shared.calypso_webhooks:add(tostring(event.id), true, 7 * 24 * 3600)
    if first then
-      -- Hand the event to your own code here (a queue, a database). Before acting on a
-      -- deposit, confirm its final state with client:get_transaction{ transactionId = ... }.
-      ngx.log(ngx.NOTICE, "calypso event ", tostring(event.id), " ", tostring(event.eventType))
+      ngx.log(ngx.NOTICE, "calypso event ", tostring(event.id), " ", event.eventType)
+      local known = webhook.known(event)
+      if known and known.terminal and type(event.data.transactionId) == "string" then
+         ngx.timer.at(0, confirm, event.data.transactionId, tostring(event.id))
+      end
    end
    return reply(200, { ok = true, duplicate = not first })
 end

@@ -3,8 +3,9 @@
 #   sh examples/openresty/run.sh
 # Builds the C core for LuaJIT (build/jit), starts the mock and a private nginx with this
 # directory's nginx.conf (in a prefix under /tmp, on a free port), asks it for a deposit
-# address twice, posts a signed webhook (twice, then with a bad signature) and stops
-# everything. Exits non-zero when an answer is not what it should be.
+# address twice, subscribes its webhook location at the mock and makes a deposit (the mock
+# delivers signed events; nginx confirms the terminal one with transaction/get from a timer),
+# posts a hand-signed webhook (twice, then with a bad signature) and stops everything. Exits non-zero when an answer is not what it should be.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -57,7 +58,7 @@ parent=$$
 ( i=0; while [ $i -lt 120 ] && kill -0 "$parent" && kill -0 "$nginx_pid"; do sleep 1; i=$((i + 1)); done
   kill -TERM "$nginx_pid" ) </dev/null >/dev/null 2>&1 &
 i=0
-until curl -s -o /dev/null "http://127.0.0.1:$port/"; do
+until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do
   i=$((i + 1)); [ $i -le 100 ] || { echo "nginx did not start"; cat "$prefix/logs/error.log"; exit 1; }
   sleep 0.05
 done
@@ -81,7 +82,23 @@ echo "ok   same customer, same address"
 ua=$(curl -s "$CALYPSO_BASE_URL/_mock/requests" | grep -o '"user-agent":"[^"]*"' | tail -n 1)
 check "calls over cosockets (non-blocking)" 'ngx_lua/' "$ua"
 
-event='{"requestId":"3fa85f64-5717-4562-b3fc-2c963f66afa6","id":1331293,"createdDate":"2025-10-30T14:08:39.96068","level":"SUCCESS","service":"CUSTOMER_PURSE","eventType":"CUSTOMER_PURSE_FUNDS_RECEIVED_FOR_PURSE","data":{"amount":25.5,"currency":"USDT_TRX"}}'
+# the mock delivers signed webhooks for a deposit to nginx
+customer=$(echo "$a1" | sed -n 's/.*"customerId":"\([^"]*\)".*/\1/p')
+curl -s -X POST "$CALYPSO_BASE_URL/_mock/webhooks" -H 'Content-Type: application/json' \
+  -d "{\"url\":\"$url/calypso/webhook\",\"key\":\"example-hook\",\"secret\":\"$CALYPSO_WEBHOOK_SECRET\"}" >/dev/null
+curl -s -X POST "$CALYPSO_BASE_URL/_mock/deposit" -H 'Content-Type: application/json' \
+  -d "{\"customerId\":\"$customer\",\"currency\":\"USDT_TRX\",\"amount\":\"25.5\",\"state\":\"CONFIRMED\"}" >/dev/null
+i=0
+until grep -q 'confirmed: CONFIRMED' "$prefix/logs/error.log"; do
+  i=$((i + 1)); [ $i -le 100 ] || break
+  sleep 0.1
+done
+deliveries=$(curl -s "$CALYPSO_BASE_URL/_mock/webhooks/deliveries")
+check "webhook delivered by the mock" '"state":"delivered"' "$deliveries"
+check "deposit confirmed from a timer" 'confirmed: CONFIRMED 25.5 USDT_TRX' \
+  "$(grep -o 'calypso event .*confirmed: [^,]*' "$prefix/logs/error.log" | head -n 1)"
+
+event='{"requestId":"3fa85f64-5717-4562-b3fc-2c963f66afa6","id":7000001,"createdDate":"2025-10-30T14:08:39.96068","level":"SUCCESS","service":"CUSTOMER_PURSE","eventType":"CUSTOMER_PURSE_FUNDS_RECEIVED_FOR_PURSE","data":{"amount":25.5,"currency":"USDT_TRX"}}'
 sign=$(printf '%s' "$event" | openssl dgst -sha512 -hmac "$CALYPSO_WEBHOOK_SECRET" | sed 's/^.*= //')
 w1=$(curl -s -X POST "$url/calypso/webhook" -H "Sign: $sign" -H 'Key: example' -d "$event")
 check "webhook" '"duplicate":false' "$w1"

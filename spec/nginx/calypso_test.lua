@@ -3,7 +3,8 @@
 -- POST /call with a JSON body
 --   { client = { key, secret, account, base_url, timeout, ... },  -- purse.new options
 --     op = "get_customer", payload = { ... },
---     via = "ngx" | "curl" | "calypso" | "both",                  -- default "ngx"
+--     via = "ngx" | "curl" | "calypso" | "both" | "batch",        -- default "ngx"
+--     calls = { { op, payload }, ... }, max_in_flight = n,         -- for "batch"
 --     transport = { pool_size, keepalive_timeout } }               -- calypso.transport.ngx opts
 -- answers { ngx = { res, msg, err }, curl = { ... }, calypso = { ... }, elapsed = { ... },
 --           stats = { connects, reused, resent, last_reused }, phase = ngx.get_phase() }.
@@ -98,6 +99,11 @@ function M.run(req)
    end
    if via == "calypso" then
       answer.calypso, _, answer.elapsed.calypso = timed(via_calypso, req)
+   end
+   if via == "batch" then -- calypso.new(...):batch(req.calls), the Lua layer's light threads
+      answer.batch, _, answer.elapsed.batch = timed(function(r)
+         return require("calypso").new(r.client):batch(r.calls, r.max_in_flight)
+      end, req)
    end
    return answer
 end

@@ -112,10 +112,12 @@ function M.new(core, opts)
    end
    local scheme, host, port, default_port = parse_base(info.base_url)
    local connect_host = match(host, "^%[(.*)%]$") or host
-   local ua = info.user_agent
+   -- "calypso-purse/<v> [app]" from the core; this transport adds "ngx_lua/<v>" after the
+   -- first token (and drops a libcurl token, should the core name one)
+   local ua = gsub(gsub(info.user_agent, " libcurl/%S+", "", 1), " curl/%S+", "", 1)
    local lua_version = ngx and ngx.config and ngx.config.ngx_lua_version
    if lua_version then
-      ua = gsub(ua, "libcurl/%S+", ("ngx_lua/%d.%d.%d"):format(floor(lua_version / 1000000),
+      ua = gsub(ua, "^(%S+)", "%1 " .. ("ngx_lua/%d.%d.%d"):format(floor(lua_version / 1000000),
          floor(lua_version / 1000) % 1000, lua_version % 1000), 1)
    end
    -- The head that is the same for every request; path, Sign and length are added per call.
