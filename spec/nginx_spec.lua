@@ -509,3 +509,34 @@ describe("through require('calypso').new", function()
       assert.is_nil(last_user_agent():find("ngx_lua/", 1, true), last_user_agent())
    end)
 end)
+
+-- scripts/test-nginx.sh builds the rock the way the README says
+-- (luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1) into CALYPSO_ROCK_JIT.
+describe("the rock built for OpenResty's LuaJIT", function()
+   it("loads and works in nginx from its install tree", function()
+      local tree = os.getenv("CALYPSO_ROCK_JIT")
+      if not tree or not nginx.read_file(tree .. "/lib/lua/5.1/calypso/purse.so") then
+         pending("no rock tree (run through scripts/test-nginx.sh)")
+         return
+      end
+      local share = tree .. "/share/lua/5.1"
+      local h2 = nginx.start{
+         lua_path = share .. "/?.lua;" .. share .. "/?/init.lua",
+         lua_cpath = tree .. "/lib/lua/5.1/?.so",
+         server = 'location = /call { content_by_lua_block { require("calypso_test").call() } }',
+      }
+      local ok, err = pcall(function()
+         local status, body = h2:request("POST", "/call", cjson.encode{
+            client = client_opts(), op = "get_customers_by_external_id",
+            payload = { externalId = "ngx-1" }, via = "both" })
+         assert.are.equal(200, status, body)
+         local a = cjson.decode(body)
+         assert.are.equal(tree .. "/lib/lua/5.1/calypso/purse.so", a.runtime.purse_file)
+         assert.is_table(a.ngx.res)
+         assert.are.same(a.curl.res, a.ngx.res)
+      end)
+      h2:stop()
+      os.execute("rm -rf " .. nginx.shell_quote(h2.prefix))
+      assert(ok, err)
+   end)
+end)

@@ -160,9 +160,12 @@ function M.start(opts)
    h.pid = (read_file(h.prefix .. "/started.pid") or ""):match("(%d+)")
    assert(h.pid, "nginx did not start")
    -- the watchdog: TERM to nginx once this process is gone or the lifetime is over
+   -- (and, when this process died, removes a prefix that start() made itself)
+   local cleanup = (not opts.prefix and h.prefix:match("^/tmp/calypso%-nginx%.[%w]+$"))
+      and ("if ! kill -0 %s 2>/dev/null; then sleep 1; rm -rf %s; fi"):format(parent, P) or ":"
    assert(run(("( i=0; while [ $i -lt %d ] && kill -0 %s 2>/dev/null && kill -0 %s 2>/dev/null; "
-      .. "do sleep 1; i=$((i+1)); done; kill -TERM %s 2>/dev/null ) </dev/null >/dev/null 2>&1 &")
-      :format(lifetime, parent, h.pid, h.pid)))
+      .. "do sleep 1; i=$((i+1)); done; kill -TERM %s 2>/dev/null; %s ) </dev/null >/dev/null 2>&1 &")
+      :format(lifetime, parent, h.pid, h.pid, cleanup)))
    -- wait (bounded) until it accepts connections, or report why not
    local deadline = socket.gettime() + 10
    while true do
