@@ -267,6 +267,15 @@ describe("transport failures", function()
       a = call("get_customers_by_external_id", { externalId = "x" }, "ngx", { client = { timeout = 1 } })
       assert.are.equal("timeout", a.ngx.err.kind)
       assert.is_true(a.elapsed.ngx < 2.5, tostring(a.elapsed.ngx))
+      -- a per-call deadline (on the purse.now() clock) ends it earlier still
+      server:fault{ mode = "delay", seconds = 3 }
+      a = run("/call", { client = client_opts(), op = "get_customers_by_external_id",
+                         payload = { externalId = "x" }, deadline_in = 0.4 })
+      assert.are.same({ "timeout", true }, { a.ngx.err.kind, a.ngx.err.sent })
+      assert.is_true(a.elapsed.ngx < 1.5, tostring(a.elapsed.ngx))
+      a = run("/call", { client = client_opts(), op = "get_customers_by_external_id",
+                         payload = { externalId = "x" }, deadline_in = -1 })
+      assert.are.same({ "timeout", false }, { a.ngx.err.kind, a.ngx.err.sent })
       -- the libcurl path says the same
       server:fault{ mode = "stall" }
       a = call("get_customers_by_external_id", { externalId = "x" }, "curl", { client = { timeout = 1 } })

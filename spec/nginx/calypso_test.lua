@@ -5,7 +5,8 @@
 --     op = "get_customer", payload = { ... },
 --     via = "ngx" | "curl" | "calypso" | "both" | "batch",        -- default "ngx"
 --     calls = { { op, payload }, ... }, max_in_flight = n,         -- for "batch"
---     transport = { pool_size, keepalive_timeout } }               -- calypso.transport.ngx opts
+--     transport = { pool_size, keepalive_timeout },                -- calypso.transport.ngx opts
+--     deadline_in = seconds }                                      -- t:request's deadline
 -- answers { ngx = { res, msg, err }, curl = { ... }, calypso = { ... }, elapsed = { ... },
 --           stats = { connects, reused, resent, last_reused }, phase = ngx.get_phase() }.
 -- "ngx" goes through calypso.transport.ngx (cosockets), "curl" through the core's own
@@ -40,7 +41,8 @@ local function via_ngx(req)
       t = transport.new(purse.new(req.client), req.transport)
       transports[k] = t
    end
-   local out = triple(t:request(req.op, req.payload))
+   local deadline = req.deadline_in and purse.now() + req.deadline_in or nil
+   local out = triple(t:request(req.op, req.payload, deadline))
    return out, t.stats
 end
 

@@ -406,15 +406,25 @@ local function exchange(self, sock, deadline, request)
 end
 
 --- Sends one operation; returns exactly what the core's method would: the decoded result,
--- or nil, message, err.
-function Transport:request(op, payload)
+-- or nil, message, err. `deadline` (optional, seconds on the purse.now() clock) ends the call
+-- earlier than `timeout` would, as client:deadline() does for libcurl; being per call, it is
+-- safe with many calls in flight on one client.
+function Transport:request(op, payload, deadline)
    local core = self.core
    local body, sign, path, writes = core:prepare(op, payload)
    if not body then
       return body, sign, path -- nil, message, err (invalid payload)
    end
+   local limit = self.timeout
+   if deadline ~= nil then
+      local left = deadline - require("calypso.purse").now()
+      if left <= 0 then
+         return core:failure(op, "timeout", "the deadline passed before the request was sent", false)
+      end
+      limit = min(limit, left)
+   end
    ngx.update_time()
-   local deadline = ngx.now() + self.timeout
+   deadline = ngx.now() + limit
    local request = {
       "POST ", path, " HTTP/1.1\r\n", self.fixed_head,
       "\r\nSign: ", sign,
@@ -436,8 +446,8 @@ function Transport:request(op, payload)
       if head then
          if writes or head.close then
             sock:close()
-         else
-            sock:setkeepalive(self.keepalive_ms, self.pool_size)
+         elseif not sock:setkeepalive(self.keepalive_ms, self.pool_size) then
+            sock:close()
          end
          return core:finish(op, head.status, rbody, head.date, head.retry_after)
       end
