@@ -88,6 +88,9 @@ function M.new(core, opts)
    if type(core) ~= "userdata" and type(core) ~= "table" then
       error("calypso.transport.ngx.new: core client expected (got " .. type(core) .. ")", 2)
    end
+   if type(ngx) ~= "table" or type(ngx.socket) ~= "table" then
+      error("calypso.transport.ngx.new: not running inside nginx (no ngx.socket)", 2)
+   end
    opts = opts or {}
    if type(opts) ~= "table" then
       error("calypso.transport.ngx.new: options must be a table", 2)
