@@ -21,6 +21,7 @@ ln -s "$here" "$prefix/app"
 nginx_pid=""
 mock_pid=""
 cleanup() {
+  set +e   # a process that is already gone must not stop the clean-up
   [ -n "$nginx_pid" ] && kill -TERM "$nginx_pid" 2>/dev/null
   [ -n "$mock_pid" ] && kill -TERM "$mock_pid" 2>/dev/null
   sleep 0.3
