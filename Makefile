@@ -52,6 +52,9 @@ test: deps build rock
 rock:
 	luarocks --lua-version $(LUA_VERSION) --tree $(BUILD)/rocks make --deps-mode=none \
 	  >$(BUILD)/rock.log 2>&1 || { cat $(BUILD)/rock.log; exit 1; }
+	@# luarocks builds in the source tree: drop its objects, or ./?.so could load
+	@# this Lua 5.4 module into another runtime
+	rm -f calypso/purse.so src/*.o && rmdir calypso 2>/dev/null || true
 	@echo "rock: calypso-purse installed into $(BUILD)/rocks for Lua $(LUA_VERSION)"
 
 # Speed and memory figures against a private loopback nginx (see bench/bench.lua;

@@ -11,13 +11,15 @@ total_pass=0
 total_fail=0
 failed_stages=""
 
-run_stage() {   # name, command...
+run_stage() {   # name, command... (its "lua X: N passed, M failed" line, if any, counts)
   name=$1
   shift
   echo "=== $name"
-  if ! "$@"; then
+  if ! "$@" >"$stage_log" 2>&1; then
     failed_stages="$failed_stages $name"
   fi
+  cat "$stage_log"
+  count "$stage_log"
 }
 
 count() {       # adds the "lua X: N passed, M failed" line of a log to the totals
@@ -30,7 +32,8 @@ count() {       # adds the "lua X: N passed, M failed" line of a log to the tota
 }
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+stage_log=$(mktemp)
+trap 'rm -f "$log" "$stage_log"' EXIT
 for v in 5.4 5.1 5.2 5.3 jit; do
   case "$v" in jit) bin=luajit ;; *) bin=lua$v ;; esac
   command -v "$bin" >/dev/null 2>&1 || { echo "=== lua $v: not installed, skipped"; continue; }

@@ -106,6 +106,9 @@ describe("client:failure", function()
       local _, _, e2 = client:failure("create_customer", "connect", "connection refused", false)
       assert.are.same({ "connect", false }, { e2.kind, e2.sent })
       assert.has_error(function() client:failure("get_customer", "bogus", "x", true) end)
+      local _, _, e3 = client:failure("get_customer", "too_large", "", true, 200, "Tue, 24 Nov 2026 10:00:00 GMT", "5")
+      assert.are.same({ "too_large", 200, "Tue, 24 Nov 2026 10:00:00 GMT", "5", false },
+                      { e3.kind, e3.status, e3.date, e3.retry_after, e3.retryable })
    end)
 end)
 

@@ -633,8 +633,9 @@ static int client_finish(lua_State *L)
     return calypso_client_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
 }
 
-/* client:failure(op, kind, detail, sent) -> nil, message, err: a transport
- * failure in exactly the shape the libcurl path gives. */
+/* client:failure(op, kind, detail, sent [, status [, date [, retry_after]]])
+ * -> nil, message, err: a transport failure in exactly the shape the libcurl
+ * path gives. */
 static int client_failure(lua_State *L)
 {
     static const char *const kinds[] = {
@@ -649,6 +650,10 @@ static int client_failure(lua_State *L)
     r.kind = kinds[luaL_checkoption(L, 3, NULL, kinds)];
     r.detail = luaL_checkstring(L, 4);
     r.sent = lua_toboolean(L, 5);
+    /* what arrived before the failure (a too_large body after its headers, say) */
+    r.status = (long)luaL_optinteger(L, 6, 0);
+    r.date = luaL_optstring(L, 7, NULL);
+    r.retry_after = luaL_optstring(L, 8, NULL);
     return calypso_client_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
 }
 

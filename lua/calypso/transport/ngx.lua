@@ -462,12 +462,12 @@ function Transport:request(op, payload, deadline)
       self.stats.resent = self.stats.resent + 1
       fresh = true
    end
-   local res, msg, e = core:failure(op, f.kind, f.detail, f.sent)
-   if f.head and e then
-      -- as on the libcurl path: what the answer's head said before the failure
-      e.status, e.date, e.retry_after = f.head.status, f.head.date, f.head.retry_after
+   -- as on the libcurl path: what the answer's head said before the failure
+   local head = f.head
+   if head then
+      return core:failure(op, f.kind, f.detail, f.sent, head.status, head.date, head.retry_after)
    end
-   return res, msg, e
+   return core:failure(op, f.kind, f.detail, f.sent)
 end
 
 return M
