@@ -7,4 +7,8 @@ set -u
 cd "$(dirname "$0")/.."
 command -v clang >/dev/null 2>&1 || command -v clang-14 >/dev/null 2>&1 ||
   { echo "fuzz-smoke: clang is not installed (scripts/install-deps.sh installs it)"; exit 1; }
-exec sh fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-5}"
+# A fresh work corpus each time: the seconds go to mutating from the seeds, not to replaying
+# what earlier runs on this machine found (make fuzz keeps that in build/fuzz/work).
+work=build/fuzz/smoke-work
+rm -rf "$work"
+FUZZ_WORK=$work exec sh fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-5}"
