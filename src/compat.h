@@ -65,7 +65,8 @@ static inline int calypso_isinteger(lua_State *L, int i)
     if (lua_type(L, i) != LUA_TNUMBER)
         return 0;
     n = lua_tonumber(L, i);
-    return n == (lua_Number)(long long)n && n >= -9007199254740992.0 && n <= 9007199254740992.0;
+    /* range first: casting NaN, an infinity or anything past 2^63 to long long is UB */
+    return n >= -9007199254740992.0 && n <= 9007199254740992.0 && n == (lua_Number)(long long)n;
 #endif
 }
 
