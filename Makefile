@@ -70,7 +70,7 @@ clean:
 # ---- Sanitizers, valgrind, fuzzing (issue 5). Each has a script, run by `make test` too.
 .PHONY: sanitize valgrind fuzz fuzz-build
 # The whole busted suite with the core built with ASan+UBSan into build/asan-<cc>/<runtime>/
-# (scripts/sanitize.sh; SANITIZE_RUNS="5.4:clang 5.1:gcc").
+# (scripts/sanitize.sh; SANITIZE_RUNS="5.4:clang 5.3:gcc 5.1:clang").
 sanitize: deps
 	sh scripts/sanitize.sh
 

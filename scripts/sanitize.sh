@@ -3,14 +3,14 @@
 # the first finding aborts). Debian's interpreters are not instrumented, so the compiler's
 # ASan runtime is preloaded; leak detection is on (LeakSanitizer), with suppressions in
 # scripts/lsan.supp for programs that are not ours (none needed so far).
-# SANITIZE_RUNS picks runtime:compiler pairs (default "5.4:clang 5.3:gcc 5.1:gcc": clang's UBSan checks
+# SANITIZE_RUNS picks runtime:compiler pairs (default "5.4:clang 5.3:gcc 5.1:clang": clang's UBSan checks
 # more - null pointer offsets, float casts, function types - and gcc builds what most users
 # ship; 5.3 propagates errors raised by __gc out of the core's allocations, 5.1 takes the
 # compat shims). Extra arguments go to busted (a spec file, --filter=...).
 # Exits non-zero on any finding or failing spec. Stage of scripts/test.sh (`make test`).
 set -u
 cd "$(dirname "$0")/.."
-runs=${SANITIZE_RUNS:-5.4:clang 5.3:gcc 5.1:gcc}
+runs=${SANITIZE_RUNS:-5.4:clang 5.3:gcc 5.1:clang}
 multiarch=$(cc -print-multiarch)
 SAN_FLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
 # abort_on_error: a finding kills the process (no spec can swallow it); the children the
