@@ -54,6 +54,8 @@ canaries() {      # compiler, extra flags, runtime to preload
 }
 
 status=0
+all_pass=0
+all_fail=0
 for run in $runs; do
   v=${run%%:*}
   cc=${run#*:}
@@ -84,6 +86,11 @@ for run in $runs; do
     status=1
   fi
   echo "sanitize lua $v ($cc): ${summary:-no summary}, $findings sanitizer findings, $(( $(date +%s) - start )) s"
+  p=$(echo "$summary" | sed -nE 's#^([0-9]+) success.*#\1#p')
+  f=$(echo "$summary" | sed -nE 's#^[0-9]+ successes? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#p' | awk '{print $1 + $2}')
+  all_pass=$((all_pass + ${p:-0}))
+  all_fail=$((all_fail + ${f:-1} + findings))
   rm -f "$log"
 done
+echo "lua sanitizers: $all_pass passed, $all_fail failed"   # counted by scripts/test.sh
 exit $status
