@@ -227,3 +227,26 @@ describe("API errors", function()
       assert.are.equal("bad line  x", err.api_message)
    end)
 end)
+
+describe("server text in messages", function()
+   it("is cut on a UTF-8 character boundary", function()
+      -- "xy" and 300 two-byte characters: a 239-byte cut would end inside a character
+      local long = string.rep("\195\169", 300)
+      server:fault{ mode = "raw", status = 400, body = '{"errorCode":"001","message":"xy' .. long .. '"}' }
+      local res, msg, err = client:get_customer{ customerId = customer.id }
+      assert.is_nil(res)
+      assert.are.equal("api", err.kind)
+      assert.is_true(#err.api_message < 240)
+      assert.truthy(utf8 == nil or utf8.len(err.api_message), "api_message is not valid UTF-8")
+      assert.truthy(utf8 == nil or utf8.len(msg), "message is not valid UTF-8")
+      assert.are.equal("xy" .. string.rep("\195\169", 118), err.api_message)
+   end)
+
+   it("a number beyond double range is a decode failure, not inf", function()
+      server:fault{ mode = "raw", status = 200, body = '{"id":"x","amount":1e999}' }
+      local res, msg, err = client:get_customer{ customerId = customer.id }
+      assert.is_nil(res)
+      assert.are.equal("decode", err.kind)
+      assert.truthy(msg:find("out of range", 1, true), msg)
+   end)
+end)

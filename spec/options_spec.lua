@@ -139,3 +139,14 @@ describe("client lifecycle", function()
       end)
    end
 end)
+
+describe("purse.new reads options raw", function()
+   it("never runs an __index metamethod of the options table", function()
+      local o = opts()
+      setmetatable(o, { __index = function() error("metamethod ran") end })
+      local c = purse.new(o)
+      c:close()
+      assert.has_error(function() purse.new(opts{ account = string.rep("0", 300) }) end,
+                       "calypso.purse.new: option 'account' is too long")
+   end)
+end)

@@ -41,11 +41,18 @@ typedef struct options {
     int insecure, exact_amounts;
 } options;
 
+/* Pushes opts[name], read raw: a hostile __index on the options table never runs. */
+static void get_opt(lua_State *L, const char *name)
+{
+    lua_pushstring(L, name);
+    lua_rawget(L, 1);
+}
+
 static const char *opt_string(lua_State *L, const char *name, size_t *len, int required)
 {
     const char *s;
     *len = 0;   /* absent: no length (callers share one length variable) */
-    lua_getfield(L, 1, name);
+    get_opt(L, name);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         if (required)
@@ -74,7 +81,7 @@ static void opt_header_safe(lua_State *L, const char *name, const char *s, size_
 static double opt_seconds(lua_State *L, const char *name, double dflt)
 {
     double v;
-    lua_getfield(L, 1, name);
+    get_opt(L, name);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         return dflt;
@@ -92,7 +99,7 @@ static double opt_seconds(lua_State *L, const char *name, double dflt)
 static int opt_flag(lua_State *L, const char *name)
 {
     int v;
-    lua_getfield(L, 1, name);
+    get_opt(L, name);
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
         luaL_error(L, "calypso.purse.new: option '%s' must be a boolean", name);
     v = lua_toboolean(L, -1);
@@ -125,6 +132,8 @@ static void read_options(lua_State *L, options *o)
     o->secret = opt_string(L, "secret", &o->secret_len, 1);
     o->account = opt_string(L, "account", &o->account_len, 1);
     opt_header_safe(L, "account", o->account, o->account_len);
+    if (o->account_len > 256)   /* account ids are 42 characters ("0x" + 40 hex) */
+        luaL_error(L, "calypso.purse.new: option 'account' is too long");
     o->base_url = opt_string(L, "base_url", &o->base_len, 0);
     if (o->base_url == NULL) {
         o->base_url = DEFAULT_BASE_URL;
@@ -147,7 +156,7 @@ static void read_options(lua_State *L, options *o)
         luaL_error(L, "calypso.purse.new: option 'user_agent' is too long");
     o->timeout = opt_seconds(L, "timeout", DEFAULT_TIMEOUT);
     o->connect_timeout = opt_seconds(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT);
-    lua_getfield(L, 1, "max_response_size");
+    get_opt(L, "max_response_size");
     if (lua_isnil(L, -1))
         o->max_response = DEFAULT_MAX_RESPONSE;
     else if (!calypso_isinteger(L, -1) || lua_tonumber(L, -1) < 1024 || lua_tonumber(L, -1) > (1 << 30))
@@ -284,6 +293,18 @@ static void clean_line(const char *s, size_t n, char *dst, size_t dstlen)
     for (i = 0; i < n && k + 1 < dstlen; i++) {
         unsigned char ch = (unsigned char)s[i];
         dst[k++] = (ch < 0x20 || ch == 0x7F) ? ' ' : (char)ch;
+    }
+    if (i < n) {
+        /* cut short: never end inside a multi-byte UTF-8 character */
+        size_t lead = k;
+        while (lead > 0 && ((unsigned char)dst[lead - 1] & 0xC0) == 0x80)
+            lead--;
+        if (lead > 0 && (unsigned char)dst[lead - 1] >= 0xC0) {
+            unsigned char c0 = (unsigned char)dst[lead - 1];
+            size_t need = c0 >= 0xF0 ? 4 : c0 >= 0xE0 ? 3 : 2;
+            if (k - (lead - 1) < need)
+                k = lead - 1;
+        }
     }
     dst[k] = '\0';
 }
@@ -612,6 +633,18 @@ static int client_prepare(lua_State *L)
     return 4;
 }
 
+/* An optional header argument, as one printable line no longer than the
+ * libcurl path keeps (Date 63 bytes, Retry-After 31), or NULL. */
+static const char *bounded_header(lua_State *L, int idx, char *dst, size_t dstlen)
+{
+    size_t n;
+    const char *v = luaL_optlstring(L, idx, NULL, &n);
+    if (v == NULL)
+        return NULL;
+    clean_line(v, n, dst, dstlen);
+    return dst;
+}
+
 /* client:finish(op, status, body [, date [, retry_after]]) -> result | nil, message, err */
 static int client_finish(lua_State *L)
 {
@@ -620,12 +653,13 @@ static int client_finish(lua_State *L)
     const char *path;
     const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
     calypso_response r;
+    char date[64], retry_after[32];
     memset(&r, 0, sizeof r);
     r.sent = 1;
     r.status = (long)luaL_checkinteger(L, 3);
     r.body = luaL_checklstring(L, 4, &r.len);
-    r.date = luaL_optstring(L, 5, NULL);
-    r.retry_after = luaL_optstring(L, 6, NULL);
+    r.date = bounded_header(L, 5, date, sizeof date);
+    r.retry_after = bounded_header(L, 6, retry_after, sizeof retry_after);
     if (r.len > c->http.body.limit) {
         r.kind = "too_large";
         r.detail = "";
@@ -646,14 +680,15 @@ static int client_failure(lua_State *L)
     const char *path;
     const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
     calypso_response r;
+    char date[64], retry_after[32];
     memset(&r, 0, sizeof r);
     r.kind = kinds[luaL_checkoption(L, 3, NULL, kinds)];
     r.detail = luaL_checkstring(L, 4);
     r.sent = lua_toboolean(L, 5);
     /* what arrived before the failure (a too_large body after its headers, say) */
     r.status = (long)luaL_optinteger(L, 6, 0);
-    r.date = luaL_optstring(L, 7, NULL);
-    r.retry_after = luaL_optstring(L, 8, NULL);
+    r.date = bounded_header(L, 7, date, sizeof date);
+    r.retry_after = bounded_header(L, 8, retry_after, sizeof retry_after);
     return calypso_client_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
 }
 

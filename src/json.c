@@ -135,15 +135,20 @@ static int is_marked(lua_State *L, int idx)
     return n > 1 && s[0] == CALYPSO_BIGINT_MARK;
 }
 
-/* Walks a decoded table in place: numbers to integers, null members removed. */
-static void normalize_table(lua_State *L, int idx)
+/* Walks a decoded table in place: numbers to integers, null members removed.
+ * Returns -1 when it met a number out of double range (1e999 decodes to inf),
+ * which no Calypso field can hold. */
+static int normalize_table(lua_State *L, int idx)
 {
+    int bad = 0;
     int is_array = calypso_rawlen(L, idx) > 0;
     luaL_checkstack(L, 4, "calypso: response too deep");
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         int vt = lua_type(L, -1);
         if (vt == LUA_TNUMBER || (vt == LUA_TSTRING && is_marked(L, -1))) {
+            if (vt == LUA_TNUMBER && !isfinite((double)lua_tonumber(L, -1)))
+                bad = -1;
             if (vt == LUA_TNUMBER)
                 normalize_number(L, lua_gettop(L));
             else
@@ -152,7 +157,8 @@ static void normalize_table(lua_State *L, int idx)
             lua_insert(L, -2);
             lua_rawset(L, idx);              /* assigning an existing field is allowed during next */
         } else if (vt == LUA_TTABLE) {
-            normalize_table(L, lua_gettop(L));
+            if (normalize_table(L, lua_gettop(L)) != 0)
+                bad = -1;
             lua_pop(L, 1);
         } else if (vt == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL && !is_array) {
             lua_pop(L, 1);
@@ -163,6 +169,7 @@ static void normalize_table(lua_State *L, int idx)
             lua_pop(L, 1);
         }
     }
+    return bad;
 }
 
 int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts,
@@ -200,9 +207,13 @@ int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts
         lua_pop(L, 1);
         return -1;
     }
-    if (lua_type(L, -1) == LUA_TTABLE)
-        normalize_table(L, lua_gettop(L));
-    else if (lua_type(L, -1) == LUA_TNUMBER)
+    if ((lua_type(L, -1) == LUA_TTABLE && normalize_table(L, lua_gettop(L)) != 0) ||
+        (lua_type(L, -1) == LUA_TNUMBER && !isfinite((double)lua_tonumber(L, -1)))) {
+        lua_pop(L, 1);
+        snprintf(msg, msglen, "malformed JSON: a number out of range (beyond +-1.8e308)");
+        return -1;
+    }
+    if (lua_type(L, -1) == LUA_TNUMBER)
         normalize_number(L, lua_gettop(L));
     else if (is_marked(L, -1))
         unmark_bigint(L, lua_gettop(L));
