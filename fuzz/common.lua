@@ -25,8 +25,11 @@ table.sort(M.ops)
 M.ops[#M.ops + 1] = "customer/get"
 M.ops[#M.ops + 1] = "/api/v1/customer-purse/customer/create"
 
---- Checks the (nil, message, err) contract of STYLE.md section 3.
-function M.check_failure(res, msg, err, kinds)
+--- Checks the (nil, message, err) contract of STYLE.md section 3. input: the bytes that
+-- played the server (headers, body); when they hold the secret themselves, an echo of
+-- server text (err.date, err.api_message, ...) is not a leak, so the secret checks are off.
+function M.check_failure(res, msg, err, kinds, input)
+   local echoes_secret = input ~= nil and input:find(M.SECRET, 1, true) ~= nil
    assert(res == nil, "a failure with a result")
    assert(type(msg) == "string", "message is not a string")
    assert(type(err) == "table", "err is not a table")
@@ -35,12 +38,12 @@ function M.check_failure(res, msg, err, kinds)
    assert(err.message == msg, "err.message differs from message")
    assert(msg:sub(1, 9) == "calypso: ", "message without the calypso: prefix")
    assert(not msg:find("[%z\r\n]"), "message is not one line: " .. string.format("%q", msg))
-   assert(not msg:find(M.SECRET, 1, true), "the secret in a message")
+   assert(echoes_secret or not msg:find(M.SECRET, 1, true), "the secret in a message")
    assert(type(err.retryable) == "boolean" and type(err.sent) == "boolean", "retryable/sent not booleans")
    if err.body ~= nil then assert(type(err.body) == "string" and #err.body <= 256, "err.body over 256 bytes") end
    for k, v in pairs(err) do
       assert(type(k) == "string", "err has a non-string key")
-      if type(v) == "string" and k ~= "body" then
+      if type(v) == "string" and k ~= "body" and not echoes_secret then
          assert(not v:find(M.SECRET, 1, true), "the secret in err." .. k)
       end
    end

@@ -19,7 +19,7 @@ function fuzz_one(s)
    local body = r.rest()
    local res, msg, err = client:finish(op, status, body, date, retry_after)
    if res == nil then
-      common.check_failure(res, msg, err)
+      common.check_failure(res, msg, err, nil, s)
       assert(err.status == (status > 0 and status or nil) or err.kind == "too_large",
              "err.status is not the status given")
       if status >= 200 and status < 300 then
@@ -34,6 +34,6 @@ function fuzz_one(s)
    end
    local v, m, e = purse.decode(body, flags & 8 ~= 0)
    if v == nil then
-      common.check_failure(v, m, e, { decode = true })
+      common.check_failure(v, m, e, { decode = true }, body)
    end
 end

@@ -50,5 +50,5 @@ function fuzz_one(s)
              "unexpected parse message: " .. string.format("%q", msg))
    end
    local v, m, e = purse.decode(body, mode & 32 ~= 0)
-   if v == nil then common.check_failure(v, m, e, { decode = true }) end
+   if v == nil then common.check_failure(v, m, e, { decode = true }, body) end
 end
