@@ -4,7 +4,7 @@
 -- prints one table: median calls/s, spread, client CPU per call, and ratios to
 -- the C floor measured in the same run. Bounded: ROUNDS x CALLS per contender.
 --   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=5 BENCH_CALLS=20000)
-local socket = require "socket"
+package.path = "./?.lua;" .. package.path
 
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 5
 local MEMORY_CALLS = tonumber(os.getenv("BENCH_MEMORY_CALLS") or "") or 1000000
@@ -15,45 +15,23 @@ local KEY, SECRET = "c529e14832b34b74972365cf7bf02430", "b823a6b9ea72408583cef9e
 local CUSTOMER = '{"id":"3fa85f64-5717-4562-b3fc-2c963f66afa6","email":"alice@example.com",' ..
                  '"description":"bench customer","externalId":"user-42","blocked":false}'
 
-local function sh(cmd)
-   local f = assert(io.popen("(" .. cmd .. ") 2>&1"))
-   local out = f:read("*a")
-   local ok, _, code = f:close()
-   if ok ~= true then error(("command failed (%s): %s\n%s"):format(tostring(code), cmd, out)) end
-   return out
-end
+local support = require "bench.support"
+local sh, free_port = support.sh, support.free_port
 
-local function free_port()
-   local s = assert(socket.bind("127.0.0.1", 0))
-   local _, port = s:getsockname()
-   s:close()
-   return port
-end
-
--- A private nginx: own prefix, loopback only, stopped at the end of the run.
-local prefix = sh("mktemp -d /tmp/calypso-bench.XXXXXX"):gsub("%s+$", "")
-sh("chmod 755 " .. prefix)
+-- The bench server: a private nginx answering every call with a fixed customer, over HTTP
+-- and HTTPS (local CA), plus a location that answers after 20 ms without blocking.
 local http_port, https_port = free_port(), free_port()
+local certs = sh("mktemp -d /tmp/calypso-bench-ca.XXXXXX"):gsub("%s+$", "")
 sh(("(cd %s && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=calypso-bench-ca " ..
     "-keyout ca.key -out ca.pem && " ..
     "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout srv.key -out srv.csr && " ..
     "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > ext.cnf && " ..
     "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out srv.pem) >/dev/null 2>&1")
-   :format(prefix))
-local conf = ([[
-load_module /usr/share/nginx/modules/ndk_http_module.so;
-load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-daemon on;
-pid %s/nginx.pid;
-error_log %s/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %s/body; proxy_temp_path %s/proxy; fastcgi_temp_path %s/fcgi;
-  uwsgi_temp_path %s/uwsgi; scgi_temp_path %s/scgi;
-  keepalive_requests 10000000;
-  keepalive_timeout 120s;
+   :format(certs))
+sh("chmod 755 " .. certs .. " && chmod 644 " .. certs .. "/*")
+local lifetime = 120 + ROUNDS * 60 + MEMORY_SECONDS
+local server = support.nginx{ lua = true, port = http_port, lifetime = lifetime, http = function()
+   return ([[
   lua_package_path ";;";
   lua_package_cpath ";;";
   server {
@@ -64,57 +42,31 @@ http {
     location / { default_type application/json; return 200 '%s'; }
     # every answer 20 ms late, without blocking the worker: for client:batch
     location /delay/ { default_type application/json; content_by_lua_block { ngx.sleep(0.02) ngx.print('%s') } }
-  }
-}
-]]):format(prefix, prefix, prefix, prefix, prefix, prefix, prefix, http_port, https_port, prefix, prefix, CUSTOMER, CUSTOMER)
-local cf = assert(io.open(prefix .. "/nginx.conf", "w"))
-cf:write(conf)
-cf:close()
-sh(("nginx -p %s -c %s/nginx.conf"):format(prefix, prefix))
+  }]]):format(http_port, https_port, certs, certs, CUSTOMER, CUSTOMER)
+end }
 
 -- A second private nginx runs the OpenResty rows: its one worker is the client.
 local repo = sh("pwd"):gsub("%s+$", "")
 local or_port = free_port()
-local or_conf = ([[
-load_module /usr/share/nginx/modules/ndk_http_module.so;
-load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-daemon on;
-pid %s/client.pid;
-error_log %s/client-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %s/body2; proxy_temp_path %s/proxy2; fastcgi_temp_path %s/fcgi2;
-  uwsgi_temp_path %s/uwsgi2; scgi_temp_path %s/scgi2;
+local or_server = support.nginx{ lua = true, port = or_port, lifetime = lifetime, http = function()
+   return ([[
   lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";
   lua_package_cpath "%s/build/jit/?.so;;";
   server {
     listen 127.0.0.1:%d;
     location /loop { content_by_lua_file %s/bench/openresty.lua; }
-  }
-}
-]]):format(prefix, prefix, prefix, prefix, prefix, prefix, prefix, repo, repo, repo, or_port, repo)
-cf = assert(io.open(prefix .. "/client.conf", "w"))
-cf:write(or_conf)
-cf:close()
-sh(("nginx -p %s -c %s/client.conf"):format(prefix, prefix))
+  }]]):format(repo, repo, repo, or_port, repo)
+end }
 
 local function stop()
-   for _, name in ipairs({ "nginx.pid", "client.pid" }) do
-      local pf = io.open(prefix .. "/" .. name)
-      if pf then
-         local pid = pf:read("*n")
-         pf:close()
-         if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
-      end
-   end
-   os.execute("sleep 0.2; rm -rf " .. prefix)
+   server.stop()
+   or_server.stop()
+   os.execute("rm -rf " .. certs)
 end
 
 local HTTP = "http://127.0.0.1:" .. http_port
 local HTTPS = "https://127.0.0.1:" .. https_port
-local CA = prefix .. "/ca.pem"
+local CA = certs .. "/ca.pem"
 local CPATH54 = "LUA_CPATH='build/5.4/?.so;;'"
 local CPATHJIT = "LUA_CPATH='build/jit/?.so;;'"
 

@@ -6,13 +6,8 @@
 local purse = require "calypso.purse"
 local url, key, secret, count, max_seconds = arg[1], arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5])
 
-local function rss_kib()
-   local f = assert(io.open("/proc/self/statm"))
-   f:read("*n")
-   local pages = f:read("*n")
-   f:close()
-   return pages * 4
-end
+package.path = "./?.lua;" .. package.path
+local rss_kib = require("bench.support").rss_kib
 
 local client = purse.new{ key = key, secret = secret, base_url = url,
                           account = "0xc195df92dd9db2a8f28e597981f113d6e7582f8b" }

@@ -13,10 +13,9 @@
 -- The nginx runs under `timeout` (SOAK_SECONDS + 60), so it stops by itself even if this
 -- script dies; it listens on 127.0.0.1 only. The Lua mock would be the bottleneck (a few
 -- thousand calls per second), so the server is nginx with `return 200 '...'` locations.
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
 package.cpath = "build/5.4/?.so;" .. package.cpath
 local purse = require "calypso.purse"
-local socket = require "socket"
 
 local CALLS = tonumber(os.getenv("SOAK_CALLS") or "") or 1000000
 local SECONDS = tonumber(os.getenv("SOAK_SECONDS") or "") or 900
@@ -31,40 +30,14 @@ local API_ERROR = '{"errorCode":"004","message":"Requested object is not found",
 local HTML_503 = "<html><head><title>503 Service Temporarily Unavailable</title></head>"
    .. "<body><center><h1>503 Service Temporarily Unavailable</h1></center></body></html>"
 
-local function sh(cmd)
-   local f = assert(io.popen("(" .. cmd .. ") 2>&1"))
-   local out = f:read("*a")
-   local ok = f:close()
-   if ok ~= true and ok ~= 0 then error(("command failed: %s\n%s"):format(cmd, out)) end
-   return out
-end
+local support = require "bench.support"
+local rss_kib = support.rss_kib
 
-local function rss_kib()
-   local f = assert(io.open("/proc/self/statm"))
-   f:read("*n")
-   local pages = f:read("*n")
-   f:close()
-   return pages * 4
-end
-
--- The private nginx.
-local s = assert(socket.bind("127.0.0.1", 0))
-local _, port = s:getsockname()
-s:close()
-local prefix = sh("mktemp -d /tmp/calypso-soak.XXXXXX"):gsub("%s+$", "")
-sh("chmod 755 " .. prefix)
+-- The private nginx: fixed answers for the mix above.
+local port = support.free_port()
 local P = "/api/v1/customer-purse/"
-local conf = ([[
-worker_processes 1;
-pid %s/nginx.pid;
-error_log %s/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %s/body; proxy_temp_path %s/proxy; fastcgi_temp_path %s/fcgi;
-  uwsgi_temp_path %s/uwsgi; scgi_temp_path %s/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
+local server = support.nginx{ port = port, lifetime = SECONDS + 60, http = function()
+   return ([[
   default_type application/json;
   server {
     listen 127.0.0.1:%d;
@@ -73,36 +46,9 @@ http {
     location = %spurse/get-all { default_type text/html; return 503 '%s'; }
     location = %saddress/get { return 200 '{"id":"%s","addr'; }
     location = %scustomer/external/get { return 200 '[1,2,3]'; }
-  }
-}
-]]):format(prefix, prefix, prefix, prefix, prefix, prefix, prefix, port,
-           P, CUSTOMER, P, API_ERROR, P, HTML_503, P, UUID, P)
-local cf = assert(io.open(prefix .. "/nginx.conf", "w"))
-cf:write(conf)
-cf:close()
-os.execute(("timeout %d nginx -p %s -c %s/nginx.conf -g 'daemon off;' >%s/stdout.log 2>&1 &")
-   :format(SECONDS + 60, prefix, prefix, prefix))
-
-local function stop()
-   local pf = io.open(prefix .. "/nginx.pid")
-   if pf then
-      local pid = pf:read("*n")
-      pf:close()
-      if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
-   end
-   os.execute("sleep 0.2; rm -rf " .. prefix)
-end
-
--- Wait (bounded) for nginx to listen.
-local ready = false
-for _ = 1, 100 do
-   local c = socket.tcp()
-   c:settimeout(0.1)
-   if c:connect("127.0.0.1", port) then c:close(); ready = true; break end
-   c:close()
-   socket.sleep(0.05)
-end
-if not ready then stop(); error("nginx did not start: " .. sh("cat " .. prefix .. "/*.log")) end
+  }]]):format(port, P, CUSTOMER, P, API_ERROR, P, HTML_503, P, UUID, P)
+end }
+local stop = server.stop
 
 local client = purse.new{ key = "c529e14832b34b74972365cf7bf02430", secret = "b823a6b9ea72408583cef9ec8d67fa52",
                           account = "0xc195df92dd9db2a8f28e597981f113d6e7582f8b",
