@@ -210,7 +210,7 @@ int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts
     if ((lua_type(L, -1) == LUA_TTABLE && normalize_table(L, lua_gettop(L)) != 0) ||
         (lua_type(L, -1) == LUA_TNUMBER && !isfinite((double)lua_tonumber(L, -1)))) {
         lua_pop(L, 1);
-        snprintf(msg, msglen, "malformed JSON: a number out of range (beyond +-1.8e308)");
+        snprintf(msg, msglen, "malformed JSON: a number too large for a double");
         return -1;
     }
     if (lua_type(L, -1) == LUA_TNUMBER)
