@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <lauxlib.h>
 #include "compat.h"
@@ -25,7 +26,19 @@ int calypso_utf8_valid(const char *str, size_t n)
         unsigned c = s[i];
         size_t need;
         unsigned cp, min;
-        if (c < 0x80) { i++; continue; }
+        if (c < 0x80) {
+            /* ASCII runs (almost all JSON) eight bytes at a time */
+            while (i + 8 <= n) {
+                uint64_t w;
+                memcpy(&w, s + i, 8);
+                if (w & 0x8080808080808080ULL)
+                    break;
+                i += 8;
+            }
+            if (i < n && s[i] < 0x80)
+                i++;
+            continue;
+        }
         if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; min = 0x80; }
         else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; min = 0x800; }
         else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; min = 0x10000; }
