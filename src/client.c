@@ -508,10 +508,9 @@ void calypso_client_response(const calypso_http *h, CURLcode rc, calypso_respons
 int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
                            const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX])
 {
-    char msg[240], ts[32];
-    const char *payload_json;
-    size_t payload_len;
-    int n;
+    char msg[240], ts[24];
+    calypso_buf *req = &c->request;
+    size_t tslen;
 
     lua_settop(L, pidx);
     if (lua_isnil(L, pidx)) {
@@ -522,27 +521,41 @@ int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoi
         snprintf(msg, sizeof msg, "payload must be a table (got %s)", luaL_typename(L, pidx));
         return calypso_push_simple_failure(L, "invalid", op, msg);
     }
-    if (calypso_validate(L, pidx, ep != NULL ? ep->fields : NULL, MAX_REQUEST, msg, sizeof msg) != 0 ||
-        calypso_json_encode(L, pidx, msg, sizeof msg) != 0)
-        return calypso_push_simple_failure(L, "invalid", op, msg);
-    payload_json = lua_tolstring(L, -1, &payload_len);   /* ..., payload_json */
 
-    /* The envelope is written around the encoded payload, in the documented
-     * order, into a client-owned buffer (no Lua string to allocate and
-     * collect per call); these exact bytes are signed and sent. */
-    n = snprintf(ts, sizeof ts, "%lld", now_ms() + c->clock_offset_ms);
-    calypso_buf_clear(&c->request);
-    if (calypso_buf_append(&c->request, "{\"account\":", 11) != 0 ||
-        calypso_buf_append(&c->request, c->account_json, c->account_json_len) != 0 ||
-        calypso_buf_append(&c->request, ",\"timestamp\":", 13) != 0 ||
-        calypso_buf_append(&c->request, ts, (size_t)n) != 0 ||
-        calypso_buf_append(&c->request, ",\"payload\":", 11) != 0 ||
-        calypso_buf_append(&c->request, payload_json, payload_len) != 0 ||
-        calypso_buf_append(&c->request, "}", 1) != 0)
+    /* The envelope is written in the documented order into a client-owned
+     * buffer (no Lua string to allocate and collect per call); these exact
+     * bytes are signed and sent. */
+    tslen = calypso_format_int(ts, now_ms() + c->clock_offset_ms);
+    calypso_buf_clear(req);
+    if (calypso_buf_append(req, "{\"account\":", 11) != 0 ||
+        calypso_buf_append(req, c->account_json, c->account_json_len) != 0 ||
+        calypso_buf_append(req, ",\"timestamp\":", 13) != 0 ||
+        calypso_buf_append(req, ts, tslen) != 0 ||
+        calypso_buf_append(req, ",\"payload\":", 11) != 0)
         return luaL_error(L, "calypso.purse: out of memory building the request");
-    lua_pop(L, 1);                                        /* the payload_json */
-    if (calypso_signer_sign(&c->signer, (const unsigned char *)c->request.data, c->request.len,
-                            sign_hex) != 0)
+    if (ep != NULL) {
+        /* a documented operation: checked and written in one walk */
+        if (calypso_payload_write(L, pidx, ep->fields, MAX_REQUEST, req, msg, sizeof msg) != 0) {
+            calypso_buf_clear(req);
+            return calypso_push_simple_failure(L, "invalid", op, msg);
+        }
+    } else {
+        /* client:call(): any JSON-able table, through lua-cjson */
+        const char *payload_json;
+        size_t payload_len;
+        if (calypso_validate(L, pidx, MAX_REQUEST, msg, sizeof msg) != 0 ||
+            calypso_json_encode(L, pidx, msg, sizeof msg) != 0) {
+            calypso_buf_clear(req);
+            return calypso_push_simple_failure(L, "invalid", op, msg);
+        }
+        payload_json = lua_tolstring(L, -1, &payload_len);
+        if (calypso_buf_append(req, payload_json, payload_len) != 0)
+            return luaL_error(L, "calypso.purse: out of memory building the request");
+        lua_pop(L, 1);
+    }
+    if (calypso_buf_append(req, "}", 1) != 0)
+        return luaL_error(L, "calypso.purse: out of memory building the request");
+    if (calypso_signer_sign(&c->signer, (const unsigned char *)req->data, req->len, sign_hex) != 0)
         return luaL_error(L, "calypso.purse: HMAC-SHA512 failed");
     return 0;
 }

@@ -1,4 +1,4 @@
-/* validate.c: payload checks (see validate.h). */
+/* validate.c: payload checks, and the JSON writer for documented payloads (see validate.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +16,8 @@ typedef struct walk {
     size_t max_bytes;
     char *msg;
     size_t msglen;
+    int depth;          /* of documented objects being written */
+    calypso_buf *out;   /* where calypso_payload_write writes */
 } walk;
 
 int calypso_utf8_valid(const char *str, size_t n)
@@ -59,17 +61,16 @@ int calypso_utf8_valid(const char *str, size_t n)
 
 int calypso_is_uuid(const char *s, size_t n)
 {
+    static const char dash_at[36] = { [8] = 1, [13] = 1, [18] = 1, [23] = 1 };
     size_t i;
     if (n != 36)
         return 0;
     for (i = 0; i < 36; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return 0;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+        unsigned char c = (unsigned char)s[i];
+        unsigned char lower = (unsigned char)(c | 0x20);
+        int hex = (c >= '0' && c <= '9') || (lower >= 'a' && lower <= 'f');
+        if (dash_at[i] ? c != '-' : !hex)
             return 0;
-        }
     }
     return 1;
 }
@@ -100,6 +101,19 @@ static size_t path_push_key(walk *w, const char *k, size_t kn)
         w->plen += 3;
     }
     w->path[w->plen] = '\0';
+    return old;
+}
+
+/* path_push_key for a documented field name: plain ASCII, copied whole. */
+static size_t path_push_name(walk *w, const char *name, size_t n)
+{
+    size_t old = w->plen;
+    if (old + 1 + n >= sizeof w->path)
+        return path_push_key(w, name, n);
+    if (old > 0)
+        w->path[w->plen++] = '.';
+    memcpy(w->path + w->plen, name, n + 1);
+    w->plen += n;
     return old;
 }
 
@@ -229,11 +243,102 @@ static int value_ok(lua_State *L, int idx, int depth, walk *w)
     }
 }
 
-/* Type check of one documented field. */
-static int field_ok(lua_State *L, int idx, const calypso_field *f, walk *w)
+/* ------------------------------------------------------------------ writing
+ * A documented operation's payload is checked and written as JSON in one walk,
+ * fields in the order of the endpoint table: no second walk, no lua-cjson call,
+ * no Lua string per request, and the same payload always gives the same bytes. */
+
+/* Appends to the request; running out of memory is not the caller's fault. */
+static void put(lua_State *L, walk *w, const char *s, size_t n)
+{
+    if (calypso_buf_append(w->out, s, n) != 0)
+        luaL_error(L, "calypso.purse: out of memory building the request");
+}
+
+/* 1 when one of the 8 bytes at p is a control character, '"' or '\\'
+ * (word-at-a-time: a byte is zero in x exactly when it matched). */
+static int needs_escape8(const char *p)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t w, quote, backslash, control;
+    memcpy(&w, p, 8);
+    quote = w ^ (ones * '"');
+    backslash = w ^ (ones * '\\');
+    control = w & (ones * 0xE0);   /* zero for bytes below 0x20 */
+    return (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+            ((control - ones) & ~control)) & highs ? 1 : 0;
+}
+
+/* A checked string as a JSON string: quotes, backslashes and control
+ * characters escaped, everything else (valid UTF-8) copied in runs. */
+static int write_string(lua_State *L, int idx, walk *w)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n, i, run = 0;
+    const char *s = lua_tolstring(L, idx, &n);
+    if (n > w->max_bytes - w->bytes)
+        return fail(w, "payload is too large");
+    w->bytes += n;
+    if (!calypso_utf8_valid(s, n))
+        return fail(w, "string is not valid UTF-8");
+    put(L, w, "\"", 1);
+    for (i = 0; i < n; i++) {
+        unsigned char c;
+        char esc[6] = { '\\', 0, '0', '0', 0, 0 };
+        size_t elen = 2;
+        while (i + 8 <= n && !needs_escape8(s + i))
+            i += 8;   /* eight plain bytes at a time */
+        if (i >= n)
+            break;
+        c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(L, w, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            elen = 6;
+        }
+        put(L, w, esc, elen);
+    }
+    put(L, w, s + run, n - run);
+    put(L, w, "\"", 1);
+    return 0;
+}
+
+/* A list table holds its items at 1..n and nothing else. */
+static int only_items(lua_State *L, int idx, size_t n, walk *w)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (!(calypso_isinteger(L, -1) && lua_tonumber(L, -1) >= 1 && lua_tonumber(L, -1) <= (lua_Number)n)) {
+            int named = lua_type(L, -1) == LUA_TSTRING;
+            lua_pop(L, 1);
+            return fail(w, named ? "table mixes array items and named fields"
+                                 : "table keys must be strings, or 1..n without holes (a sparse array or odd key)");
+        }
+    }
+    return 0;
+}
+
+static int write_fields(lua_State *L, int idx, const calypso_field *fields, walk *w);
+
+/* Checks one documented field (value at idx) and writes its JSON value. */
+static int write_field(lua_State *L, int idx, const calypso_field *f, walk *w)
 {
     int t = lua_type(L, idx);
-    size_t n;
+    size_t n, i;
     const char *s;
     switch (f->type) {
     case CALYPSO_T_STRING:
@@ -244,70 +349,113 @@ static int field_ok(lua_State *L, int idx, const calypso_field *f, walk *w)
         s = lua_tolstring(L, idx, &n);
         if (f->type == CALYPSO_T_NONEMPTY && n == 0)
             return fail(w, "must not be empty");
-        if (f->type == CALYPSO_T_UUID && !calypso_is_uuid(s, n))
-            return fail(w, "must be a UUID (8-4-4-4-12 hex digits)");
-        return 0;
+        if (f->type == CALYPSO_T_UUID) {
+            char quoted[38];
+            if (!calypso_is_uuid(s, n))
+                return fail(w, "must be a UUID (8-4-4-4-12 hex digits)");
+            if (n > w->max_bytes - w->bytes)
+                return fail(w, "payload is too large");
+            w->bytes += n;
+            /* hex digits and dashes: nothing to check or escape */
+            quoted[0] = quoted[37] = '"';
+            memcpy(quoted + 1, s, 36);
+            put(L, w, quoted, sizeof quoted);
+            return 0;
+        }
+        return write_string(L, idx, w);
     case CALYPSO_T_INDEX:
-    case CALYPSO_T_COUNT:
+    case CALYPSO_T_COUNT: {
+        char digits[24];
+        lua_Number v;
         if (t != LUA_TNUMBER || !calypso_isinteger(L, idx))
             return fail(w, lua_pushfstring(L, "must be an integer (got %s)",
                                            t == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx)));
-        if (lua_tonumber(L, idx) < (f->type == CALYPSO_T_COUNT ? 1 : 0))
+        v = lua_tonumber(L, idx);
+        if (v < (f->type == CALYPSO_T_COUNT ? 1 : 0))
             return fail(w, f->type == CALYPSO_T_COUNT ? "must be >= 1" : "must be >= 0");
+        if (v > 99999999999999.0)   /* the same bound as any number (number_ok) */
+            return fail(w, "integer has more than 14 digits and cannot be sent exactly");
+        n = calypso_format_int(digits, (long long)v);
+        put(L, w, digits, n);
         return 0;
+    }
     case CALYPSO_T_BOOLEAN:
         if (t != LUA_TBOOLEAN)
             return fail(w, lua_pushfstring(L, "must be a boolean (got %s)", luaL_typename(L, idx)));
+        if (lua_toboolean(L, idx))
+            put(L, w, "true", 4);
+        else
+            put(L, w, "false", 5);
         return 0;
     case CALYPSO_T_STRING_LIST:
-        if (t != LUA_TTABLE || calypso_rawlen(L, idx) == 0) {
-            /* lua-cjson 2.1.0 would send an empty table as {}: refuse it instead. */
+        n = t == LUA_TTABLE ? calypso_rawlen(L, idx) : 0;
+        if (n == 0)   /* lua-cjson would send an empty table as {}: refuse it */
             return fail(w, "must be a non-empty array of strings");
-        }
-        for (n = 1; n <= calypso_rawlen(L, idx); n++) {
-            lua_rawgeti(L, idx, (int)n);
+        luaL_checkstack(L, 3, "calypso: payload");
+        put(L, w, "[", 1);
+        for (i = 1; i <= n; i++) {
+            size_t old;
+            int r;
+            lua_rawgeti(L, idx, (int)i);
             if (lua_type(L, -1) != LUA_TSTRING) {
                 lua_pop(L, 1);
                 return fail(w, "must be a non-empty array of strings");
             }
+            if (i > 1)
+                put(L, w, ",", 1);
+            old = path_push_index(w, i);
+            r = write_string(L, lua_gettop(L), w);
             lua_pop(L, 1);
+            if (r != 0)
+                return r;
+            path_pop(w, old);
         }
-        return 0;
+        put(L, w, "]", 1);
+        return only_items(L, idx, n, w);
     case CALYPSO_T_OBJECT:
-        break;
+        if (t != LUA_TTABLE)
+            return fail(w, lua_pushfstring(L, "must be a table (got %s)", luaL_typename(L, idx)));
+        if (calypso_rawlen(L, idx) > 0)
+            return fail(w, "must be a table of named fields, not an array");
+        return write_fields(L, idx, f->fields, w);
     }
-    if (t != LUA_TTABLE)
-        return fail(w, lua_pushfstring(L, "must be a table (got %s)", luaL_typename(L, idx)));
-    return 1;   /* caller checks the nested fields */
+    return fail(w, "unsupported field type");
 }
 
-static int fields_ok(lua_State *L, int idx, const calypso_field *fields, walk *w)
+/* Writes the table at idx as a JSON object of the documented fields. */
+static int write_fields(lua_State *L, int idx, const calypso_field *fields, walk *w)
 {
     const calypso_field *f;
+    int first = 1;
+    if (++w->depth > CALYPSO_MAX_DEPTH)
+        return fail(w, "tables nested too deeply (or a cycle)");
     luaL_checkstack(L, 4, "calypso: payload");
+    put(L, w, "{", 1);
     for (f = fields; f->name != NULL; f++) {
-        size_t old;
+        size_t old, namelen = strlen(f->name);
         int r = 0;
-        lua_pushstring(L, f->name);
+        lua_pushlstring(L, f->name, namelen);
         lua_rawget(L, idx);
-        old = path_push_key(w, f->name, strlen(f->name));
+        old = path_push_name(w, f->name, namelen);
         if (lua_isnil(L, -1)) {
             if (f->required)
                 r = fail(w, "required field is missing");
         } else {
-            r = field_ok(L, lua_gettop(L), f, w);
-            if (r == 1) {
-                if (calypso_rawlen(L, -1) > 0)
-                    r = fail(w, "must be a table of named fields, not an array");
-                else
-                    r = fields_ok(L, lua_gettop(L), f->fields, w);
-            }
+            if (!first)
+                put(L, w, ",", 1);
+            first = 0;
+            put(L, w, "\"", 1);
+            put(L, w, f->name, namelen);   /* names are plain ASCII: nothing to escape */
+            put(L, w, "\":", 2);
+            r = write_field(L, lua_gettop(L), f, w);
         }
         lua_pop(L, 1);
         if (r != 0)
             return r;
         path_pop(w, old);
     }
+    put(L, w, "}", 1);
+    w->depth--;
     /* Unknown names are almost always typos ("customerID"): refuse them here
      * rather than let the server ignore them. client:call() skips this. */
     lua_pushnil(L);
@@ -324,8 +472,7 @@ static int fields_ok(lua_State *L, int idx, const calypso_field *fields, walk *w
             if (strlen(f->name) == kn && memcmp(f->name, k, kn) == 0)
                 break;
         if (f->name == NULL) {
-            size_t old = path_push_key(w, k, kn);
-            (void)old;
+            path_push_key(w, k, kn);
             lua_pop(L, 1);
             return fail(w, "unknown field (check the spelling against the API docs)");
         }
@@ -333,26 +480,61 @@ static int fields_ok(lua_State *L, int idx, const calypso_field *fields, walk *w
     return 0;
 }
 
-int calypso_validate(lua_State *L, int idx, const calypso_field *fields,
-                     size_t max_bytes, char *msg, size_t msglen)
+static void walk_init(walk *w, size_t max_bytes, char *msg, size_t msglen)
+{
+    w->path[0] = '\0';
+    w->plen = 0;
+    w->bytes = 0;
+    w->depth = 0;
+    w->max_bytes = max_bytes;
+    w->msg = msg;
+    w->msglen = msglen;
+    w->out = NULL;
+}
+
+int calypso_payload_write(lua_State *L, int idx, const calypso_field *fields, size_t max_bytes,
+                          calypso_buf *out, char *msg, size_t msglen)
 {
     walk w;
     int top = lua_gettop(L);
     int r;
-    w.path[0] = '\0';
-    w.plen = 0;
-    w.bytes = 0;
-    w.max_bytes = max_bytes;
-    w.msg = msg;
-    w.msglen = msglen;
     idx = idx < 0 ? top + idx + 1 : idx;
-    if (fields != NULL && calypso_rawlen(L, idx) > 0) {
+    walk_init(&w, max_bytes, msg, msglen);
+    w.out = out;
+    if (calypso_rawlen(L, idx) > 0) {
         snprintf(msg, msglen, "payload: must be a table of named fields, not an array");
         return -1;
     }
-    r = fields != NULL ? fields_ok(L, idx, fields, &w) : 0;
-    if (r == 0)
-        r = table_ok(L, idx, 1, &w);
+    r = write_fields(L, idx, fields, &w);
+    lua_settop(L, top);   /* drop the messages pushed by lua_pushfstring */
+    return r;
+}
+
+size_t calypso_format_int(char dst[24], long long v)
+{
+    char tmp[24];
+    size_t n = 0, k = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        dst[k++] = '-';
+    while (n > 0)
+        dst[k++] = tmp[--n];
+    dst[k] = '\0';
+    return k;
+}
+
+int calypso_validate(lua_State *L, int idx, size_t max_bytes, char *msg, size_t msglen)
+{
+    walk w;
+    int top = lua_gettop(L);
+    int r;
+    idx = idx < 0 ? top + idx + 1 : idx;
+    walk_init(&w, max_bytes, msg, msglen);
+    r = table_ok(L, idx, 1, &w);
     lua_settop(L, top);   /* drop the messages pushed by lua_pushfstring */
     return r;
 }
