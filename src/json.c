@@ -189,8 +189,9 @@ int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts
         snprintf(msg, msglen, "malformed JSON: NUL byte");
         return -1;
     }
+    int seen = CALYPSO_SEEN_NUMBER | CALYPSO_SEEN_NULL;   /* unknown: normalise */
     if (scratch != NULL) {
-        int r = calypso_numbers_protect(s, n, exact_amounts, scratch);
+        int r = calypso_numbers_protect(s, n, exact_amounts, scratch, &seen);
         if (r < 0) {
             snprintf(msg, msglen, "malformed JSON: invalid UTF-8 or too large");
             return -1;
@@ -198,6 +199,7 @@ int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts
         if (r == 1) {
             s = scratch->data;
             n = scratch->len;
+            seen |= CALYPSO_SEEN_NUMBER;   /* marked strings to turn back into integers */
         }
     }
     lua_pushvalue(L, CALYPSO_UV_DECODE);
@@ -207,6 +209,8 @@ int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts
         lua_pop(L, 1);
         return -1;
     }
+    if (seen == 0)
+        return 0;   /* only strings, booleans and containers: nothing to normalise */
     if ((lua_type(L, -1) == LUA_TTABLE && normalize_table(L, lua_gettop(L)) != 0) ||
         (lua_type(L, -1) == LUA_TNUMBER && !isfinite((double)lua_tonumber(L, -1)))) {
         lua_pop(L, 1);

@@ -63,7 +63,8 @@ static int is_space(char ch)
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
 }
 
-int calypso_numbers_protect(const char *in, size_t n, int exact_amounts, calypso_buf *out)
+int calypso_numbers_protect(const char *in, size_t n, int exact_amounts, calypso_buf *out,
+                            int *seen)
 {
     rewriter w;
     size_t i = 0;
@@ -73,6 +74,7 @@ int calypso_numbers_protect(const char *in, size_t n, int exact_amounts, calypso
     w.done = 0;
     w.out = out;
     w.started = 0;
+    *seen = 0;
     while (i < n) {
         char ch = in[i];
         if (ch == '"') {
@@ -90,6 +92,7 @@ int calypso_numbers_protect(const char *in, size_t n, int exact_amounts, calypso
         } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
             size_t s = i, digits = 0;
             int integral = 1;
+            *seen |= CALYPSO_SEEN_NUMBER;
             while (i < n && (in[i] == '-' || in[i] == '+' || in[i] == '.' || in[i] == 'e' ||
                              in[i] == 'E' || (in[i] >= '0' && in[i] <= '9'))) {
                 if (in[i] >= '0' && in[i] <= '9')
@@ -107,6 +110,8 @@ int calypso_numbers_protect(const char *in, size_t n, int exact_amounts, calypso
             }
             amount_next = last_key_amount = 0;
         } else {
+            if (ch == 'n')
+                *seen |= CALYPSO_SEEN_NULL;
             if (!is_space(ch))
                 amount_next = last_key_amount = 0;
             i++;

@@ -16,9 +16,16 @@
 /* A byte that never starts a JSON string from a well-formed UTF-8 body. */
 #define CALYPSO_BIGINT_MARK '\xFF'
 
+/* What the pass met outside strings (*seen): when neither, the decoded value
+ * holds no number and no null, and needs no normalising walk. */
+#define CALYPSO_SEEN_NUMBER 1
+#define CALYPSO_SEEN_NULL 2
+
 /* Rewrites in[0..n) into out when needed. Returns 1 when out holds the
  * rewritten text, 0 when the input needs no change (out untouched), -1 when
- * out cannot grow (or a string starts with the marker byte: invalid UTF-8). */
-int calypso_numbers_protect(const char *in, size_t n, int exact_amounts, calypso_buf *out);
+ * out cannot grow (or a string starts with the marker byte: invalid UTF-8).
+ * Sets *seen to the CALYPSO_SEEN_* flags of what the text holds. */
+int calypso_numbers_protect(const char *in, size_t n, int exact_amounts, calypso_buf *out,
+                            int *seen);
 
 #endif
