@@ -4,6 +4,15 @@
 #include <strings.h>
 #include "http.h"
 
+/* libcurl 7.84 made curl_easy_header() stable: headers are then read after
+ * the transfer, and only when a failure needs them, instead of a callback
+ * running for every header line of every response. Older libcurl: callback. */
+#if LIBCURL_VERSION_NUM >= 0x075400
+#define CALYPSO_HEADER_API 1
+#else
+#define CALYPSO_HEADER_API 0
+#endif
+
 /* Appends the chunk to the body buffer; returning less than asked makes
  * libcurl abort with CURLE_WRITE_ERROR, which is how the size cap bites. */
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -13,7 +22,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return calypso_buf_append(&h->body, p, len) == 0 ? len : 0;
 }
 
-/* Copies the value of one header line ("Name: value\r\n") into dst. */
+/* Copies a header value into dst, up to the end of its line. */
 static void header_value(const char *line, size_t len, size_t namelen, char *dst, size_t dstlen)
 {
     size_t i = namelen, n = 0;
@@ -24,6 +33,7 @@ static void header_value(const char *line, size_t len, size_t namelen, char *dst
     dst[n] = '\0';
 }
 
+#if !CALYPSO_HEADER_API
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     calypso_http *h = ud;
@@ -41,6 +51,16 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     }
     return len;
 }
+#else
+/* The final response's header `name` (not a 1xx one), or "". */
+static void read_header(calypso_http *h, const char *name, char *dst, size_t dstlen)
+{
+    struct curl_header *hd;
+    dst[0] = '\0';
+    if (curl_easy_header(h->easy, name, 0, CURLH_HEADER, -1, &hd) == CURLHE_OK && hd->value != NULL)
+        header_value(hd->value, strlen(hd->value), 0, dst, dstlen);
+}
+#endif
 
 /* Appends one header line to the list; returns 0 or -1. */
 static int add_header(calypso_http *h, const char *line)
@@ -62,6 +82,10 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
     h->easy = e = curl_easy_init();
     if (e == NULL)
         return "curl_easy_init failed";
+#if CALYPSO_URL_HANDLE
+    if ((h->uh = curl_url()) == NULL)
+        return "out of memory";
+#endif
     snprintf(line, sizeof line, "Key: %s", o->key);
     if (add_header(h, line) || add_header(h, "Content-Type: application/json") ||
         add_header(h, "Accept: application/json") ||
@@ -79,8 +103,10 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
         curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEDATA, h) != CURLE_OK ||
+#if !CALYPSO_HEADER_API
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_HEADERDATA, h) != CURLE_OK ||
+#endif
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf) != CURLE_OK ||
         /* signals and longjmp-based DNS timeouts are unsafe in embedded hosts (nginx, games) */
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
@@ -103,6 +129,29 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
     return NULL;
 }
 
+/* Points the handle at url. Given as text, libcurl parses the URL and prints
+ * it back on every transfer (~14,000 instructions a call); a URL handle
+ * parsed here once per distinct URL (CURLOPT_CURLU) spares it that. */
+static void set_url(calypso_http *h, const char *url)
+{
+    size_t n = strlen(url);
+    if (n == h->url_len && memcmp(h->url, url, n) == 0)
+        return;
+    h->url_len = 0;
+#if CALYPSO_URL_HANDLE
+    if (n < sizeof h->url && curl_url_set(h->uh, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_easy_setopt(h->easy, CURLOPT_CURLU, h->uh) == CURLE_OK) {
+        memcpy(h->url, url, n);
+        h->url_len = n;
+        return;
+    }
+    /* a URL the parser refuses: give libcurl the text, and the transfer
+     * fails with libcurl's own reason */
+    curl_easy_setopt(h->easy, CURLOPT_CURLU, NULL);
+#endif
+    curl_easy_setopt(h->easy, CURLOPT_URL, url);
+}
+
 void calypso_http_setup(calypso_http *h, const char *url, const char *body, size_t len,
                         const char sign_hex[CALYPSO_SIGN_HEX], int once, int copy)
 {
@@ -111,17 +160,26 @@ void calypso_http_setup(calypso_http *h, const char *url, const char *body, size
     h->status = 0;
     h->sent_bytes = 0;
     h->errbuf[0] = h->date[0] = h->retry_after[0] = '\0';
-    curl_easy_setopt(h->easy, CURLOPT_URL, url);
+    set_url(h, url);
     curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(h->easy, copy ? CURLOPT_COPYPOSTFIELDS : CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h->easy, CURLOPT_FRESH_CONNECT, once ? 1L : 0L);
 }
 
-void calypso_http_collect(calypso_http *h)
+void calypso_http_collect(calypso_http *h, CURLcode rc)
 {
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
     if (curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &h->sent_bytes) != CURLE_OK)
         h->sent_bytes = 1;   /* unknown: assume it may have reached the server */
+#if CALYPSO_HEADER_API
+    /* Date (clock skew) and Retry-After only matter to a failure */
+    if (rc != CURLE_OK || h->status < 200 || h->status >= 300) {
+        read_header(h, "Date", h->date, sizeof h->date);
+        read_header(h, "Retry-After", h->retry_after, sizeof h->retry_after);
+    }
+#else
+    (void)rc;
+#endif
 }
 
 CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
@@ -130,7 +188,7 @@ CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, s
     CURLcode rc;
     calypso_http_setup(h, url, body, len, sign_hex, once, 0);
     rc = curl_easy_perform(h->easy);
-    calypso_http_collect(h);
+    calypso_http_collect(h, rc);
     return rc;
 }
 
@@ -171,6 +229,13 @@ void calypso_http_free(calypso_http *h)
         curl_easy_cleanup(h->easy);
         h->easy = NULL;
     }
+#if CALYPSO_URL_HANDLE
+    if (h->uh != NULL) {   /* after the easy handle that points at it */
+        curl_url_cleanup(h->uh);
+        h->uh = NULL;
+    }
+#endif
+    h->url_len = 0;
     if (h->headers != NULL) {
         curl_slist_free_all(h->headers);
         h->headers = NULL;

@@ -9,6 +9,13 @@
 #include "buf.h"
 #include "sign.h"
 
+/* CURLOPT_CURLU (a pre-parsed URL handle) exists since libcurl 7.63. */
+#if LIBCURL_VERSION_NUM >= 0x073f00
+#define CALYPSO_URL_HANDLE 1
+#else
+#define CALYPSO_URL_HANDLE 0
+#endif
+
 typedef struct calypso_http_opts {
     const char *key;            /* public API key, sent as the Key header */
     const char *user_agent;     /* full User-Agent value */
@@ -30,6 +37,9 @@ typedef struct calypso_http {
     char date[64];              /* response headers we act on */
     char retry_after[32];
     char errbuf[CURL_ERROR_SIZE];
+    char url[1400];             /* the URL libcurl holds (url_len 0: none yet) */
+    size_t url_len;
+    CURLU *uh;
 } calypso_http;
 
 /* Sets up the handle; returns NULL or a static reason. Safe to free after failure. */
@@ -44,8 +54,9 @@ CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, s
  * handle. copy: libcurl keeps its own copy of the body (the caller's goes away). */
 void calypso_http_setup(calypso_http *h, const char *url, const char *body, size_t len,
                         const char sign_hex[CALYPSO_SIGN_HEX], int once, int copy);
-/* Reads status and bytes sent once a transfer has finished. */
-void calypso_http_collect(calypso_http *h);
+/* Reads status, bytes sent and (for a failure) the headers we act on once a
+ * transfer that ended with rc has finished. */
+void calypso_http_collect(calypso_http *h, CURLcode rc);
 /* Maps a libcurl result to a failure kind ("connect", "timeout", ...). */
 const char *calypso_http_kind(CURLcode rc);
 /* Frees everything; idempotent. */

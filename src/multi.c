@@ -165,7 +165,7 @@ static int drive(calypso_multi *m, int timeout_ms)
                 continue;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
             s->rc = msg->data.result;
-            calypso_http_collect(&s->http);
+            calypso_http_collect(&s->http, s->rc);
             curl_multi_remove_handle(m->handle, s->http.easy);
             s->state = SLOT_DONE;
             m->running--;
