@@ -1,10 +1,14 @@
 /* floor.c: the speed floor a Lua client is measured against. A plain C loop
  * with one reused libcurl handle (keep-alive), a per-call HMAC-SHA512 over a
  * freshly built envelope (pad state computed once, as the best C code would),
- * and the same headers the module sends. No JSON decoding: the floor only
- * checks the status and keeps the body bytes.
+ * and byte for byte the headers the module sends (User-Agent included). No
+ * JSON decoding: the floor only checks the status and keeps the body bytes.
  *
- *   floor URL KEY SECRET COUNT [CA_FILE]
+ * --curlu hands libcurl the URL parsed once (CURLOPT_CURLU), as the module
+ * does, instead of the plain CURLOPT_URL that libcurl parses and prints back
+ * on every transfer: the floor a C programmer reaches after profiling.
+ *
+ *   floor [--curlu] URL KEY SECRET COUNT [CA_FILE]
  * prints: calls=N seconds=S cpu=C  (wall time, process CPU time) */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -41,9 +45,15 @@ int main(int argc, char **argv)
     mbedtls_md_context_t md;
     double t0, c0;
     CURL *e;
+    CURLU *parsed = NULL;
+    int curlu = argc > 1 && strcmp(argv[1], "--curlu") == 0;
 
+    if (curlu) {
+        argv++;
+        argc--;
+    }
     if (argc < 5) {
-        fprintf(stderr, "usage: floor URL KEY SECRET COUNT [CA_FILE]\n");
+        fprintf(stderr, "usage: floor [--curlu] URL KEY SECRET COUNT [CA_FILE]\n");
         return 2;
     }
     url = argv[1];
@@ -70,9 +80,18 @@ int main(int argc, char **argv)
         ;
 
     e = curl_easy_init();
-    curl_easy_setopt(e, CURLOPT_URL, url);
+    if (curlu) {
+        parsed = curl_url();
+        if (parsed == NULL || curl_url_set(parsed, CURLUPART_URL, url, 0) != CURLUE_OK) {
+            fprintf(stderr, "floor: cannot parse %s\n", url);
+            return 2;
+        }
+        curl_easy_setopt(e, CURLOPT_CURLU, parsed);
+    } else {
+        curl_easy_setopt(e, CURLOPT_URL, url);
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "floor/1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "calypso-purse/0.1.0");
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &received);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -112,6 +131,7 @@ int main(int argc, char **argv)
     printf("calls=%ld seconds=%.6f cpu=%.6f\n", count, now(CLOCK_MONOTONIC) - t0,
            now(CLOCK_PROCESS_CPUTIME_ID) - c0);
     curl_easy_cleanup(e);
+    curl_url_cleanup(parsed);
     curl_slist_free_all(hdrs);
     mbedtls_md_free(&md);
     curl_global_cleanup();
