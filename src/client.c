@@ -350,6 +350,18 @@ static int unwrap_list(lua_State *L, const char *body, size_t len)
     return 0;
 }
 
+/* A 2xx answer that turns out to be a failure (bad JSON, wrong shape) still
+ * reports the server's Date and Retry-After: on the libcurl path they are
+ * read only now. */
+static void late_headers(const calypso_response *r, calypso_failure *f)
+{
+    if (r->late == NULL)
+        return;
+    calypso_http_read_headers(r->late);
+    f->date = r->late->date[0] ? r->late->date : NULL;
+    f->retry_after = r->late->retry_after[0] ? r->late->retry_after : NULL;
+}
+
 int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
                           const char *op, const calypso_response *r)
 {
@@ -386,6 +398,7 @@ int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoin
             snprintf(msg, sizeof msg, "HTTP %ld with a body that is not valid JSON (%s)", r->status, reason);
             f.body = body;
             f.body_len = len;
+            late_headers(r, &f);
             return calypso_push_failure(L, &f);
         }
         if (ep != NULL && ep->shape == CALYPSO_RETURNS_LIST) {
@@ -399,6 +412,7 @@ int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoin
                  ep != NULL && ep->shape == CALYPSO_RETURNS_LIST ? "a list" : "an object");
         f.body = body;
         f.body_len = len;
+        late_headers(r, &f);
         return calypso_push_failure(L, &f);
     }
 
@@ -485,9 +499,10 @@ const char *calypso_client_url(calypso_client *c, const calypso_endpoint *ep, co
     return c->url;
 }
 
-void calypso_client_response(const calypso_http *h, CURLcode rc, calypso_response *r)
+void calypso_client_response(calypso_http *h, CURLcode rc, calypso_response *r)
 {
     memset(r, 0, sizeof *r);
+    r->late = h;
     r->sent = h->sent_bytes > 0;
     r->status = h->status;
     r->date = h->date[0] ? h->date : NULL;

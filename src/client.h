@@ -44,6 +44,8 @@ typedef struct calypso_response {
     size_t len;
     const char *date;           /* Date header, or NULL */
     const char *retry_after;    /* Retry-After header, or NULL */
+    calypso_http *late;         /* libcurl transfer whose headers a failing 2xx answer
+                                   reads late (collect skips them for 2xx), or NULL */
 } calypso_response;
 
 #define CALYPSO_MAX_PATH 256
@@ -60,7 +62,7 @@ int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoi
 /* Writes the full URL for the operation into c->url (reset with c->url[c->base_len] = 0). */
 const char *calypso_client_url(calypso_client *c, const calypso_endpoint *ep, const char *path, size_t pathlen);
 /* Fills r from a finished libcurl transfer. */
-void calypso_client_response(const calypso_http *h, CURLcode rc, calypso_response *r);
+void calypso_client_response(calypso_http *h, CURLcode rc, calypso_response *r);
 /* Turns a response into the result or nil, message, err; returns the count pushed. */
 int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
                           const char *op, const calypso_response *r);

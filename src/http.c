@@ -171,14 +171,19 @@ void calypso_http_collect(calypso_http *h, CURLcode rc)
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
     if (curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &h->sent_bytes) != CURLE_OK)
         h->sent_bytes = 1;   /* unknown: assume it may have reached the server */
+    /* Date (clock skew) and Retry-After only matter to a failure; a 2xx answer
+     * that fails to decode reads them later */
+    if (rc != CURLE_OK || h->status < 200 || h->status >= 300)
+        calypso_http_read_headers(h);
+}
+
+void calypso_http_read_headers(calypso_http *h)
+{
 #if CALYPSO_HEADER_API
-    /* Date (clock skew) and Retry-After only matter to a failure */
-    if (rc != CURLE_OK || h->status < 200 || h->status >= 300) {
-        read_header(h, "Date", h->date, sizeof h->date);
-        read_header(h, "Retry-After", h->retry_after, sizeof h->retry_after);
-    }
+    read_header(h, "Date", h->date, sizeof h->date);
+    read_header(h, "Retry-After", h->retry_after, sizeof h->retry_after);
 #else
-    (void)rc;
+    (void)h;   /* the header callback has filled them */
 #endif
 }
 

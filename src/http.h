@@ -57,6 +57,8 @@ void calypso_http_setup(calypso_http *h, const char *url, const char *body, size
 /* Reads status, bytes sent and (for a failure) the headers we act on once a
  * transfer that ended with rc has finished. */
 void calypso_http_collect(calypso_http *h, CURLcode rc);
+/* Fills date and retry_after from the last transfer's final response. */
+void calypso_http_read_headers(calypso_http *h);
 /* Maps a libcurl result to a failure kind ("connect", "timeout", ...). */
 const char *calypso_http_kind(CURLcode rc);
 /* Frees everything; idempotent. */

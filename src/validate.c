@@ -61,18 +61,23 @@ int calypso_utf8_valid(const char *str, size_t n)
 
 int calypso_is_uuid(const char *s, size_t n)
 {
-    static const char dash_at[36] = { [8] = 1, [13] = 1, [18] = 1, [23] = 1 };
+    /* 1 for a hex digit of either case, 2 for '-' */
+    static const unsigned char kind[256] = {
+        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+        ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+        ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['-'] = 2,
+    };
+    static const unsigned char want[36] = {
+        1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 2, 1, 1, 1, 1, 2,
+        1, 1, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+    };
     size_t i;
+    unsigned bad = 0;
     if (n != 36)
         return 0;
-    for (i = 0; i < 36; i++) {
-        unsigned char c = (unsigned char)s[i];
-        unsigned char lower = (unsigned char)(c | 0x20);
-        int hex = (c >= '0' && c <= '9') || (lower >= 'a' && lower <= 'f');
-        if (dash_at[i] ? c != '-' : !hex)
-            return 0;
-    }
-    return 1;
+    for (i = 0; i < 36; i++)
+        bad |= kind[(unsigned char)s[i]] ^ want[i];
+    return bad == 0;
 }
 
 /* Writes "<path>: <what>" into the message buffer; always returns -1. */

@@ -22,7 +22,8 @@ local ngx = rawget(_G, "ngx") -- nil outside nginx; M.available() then says fals
 local type, tonumber, tostring, error, pcall = type, tonumber, tostring, error, pcall
 local setmetatable = setmetatable
 local floor, min = math.floor, math.min
-local find, lower, match, sub, gsub = string.find, string.lower, string.match, string.sub, string.gsub
+local byte, find, lower, match, sub, gsub = string.byte, string.find, string.lower, string.match,
+   string.sub, string.gsub
 local concat = table.concat
 
 local MAX_HEADERS = 100          -- header lines per response
@@ -30,6 +31,7 @@ local MAX_HEAD_BYTES = 64 * 1024 -- status line + headers
 local MAX_INTERIM = 10           -- 1xx answers skipped before the real one
 local READ_CHUNK = 64 * 1024
 local FRESH_POOL = "calypso:fresh" -- never filled: a connect() under this name is always new
+local FRESH_OPTIONS = { pool = FRESH_POOL }
 
 -- Phases in which ngx_lua allows cosockets (lua-nginx-module README, "ngx.socket.tcp":
 -- rewrite_by_lua*, access_by_lua*, content_by_lua*, ngx.timer.*, ssl_certificate_by_lua*,
@@ -131,14 +133,16 @@ function M.new(core, opts)
       "Accept: application/json",
       "User-Agent: " .. ua,
    }, "\r\n")
+   local pool = opts.pool or ("calypso:" .. scheme .. "://" .. host .. ":" .. port
+      .. (insecure and ":noverify" or ""))
    return setmetatable({
       core = core,
       scheme = scheme, host = connect_host, port = port,
       tls = scheme == "https",
       verify = not insecure,
-      pool = opts.pool or ("calypso:" .. scheme .. "://" .. host .. ":" .. port
-         .. (insecure and ":noverify" or "")),
+      pool = pool,
       pool_size = pool_size,
+      connect_options = { pool = pool, pool_size = pool_size },
       keepalive_ms = keepalive and floor(keepalive * 1000) or nil,
       timeout = info.timeout,
       connect_timeout = info.connect_timeout,
@@ -152,8 +156,9 @@ function M.new(core, opts)
 end
 
 -- Milliseconds left before the deadline (at least 1: a zero timeout would mean "default").
+-- ngx.now() is nginx's cached time, which its event loop refreshes whenever it wakes up, so
+-- after every cosocket wait; only the start of a request forces an update.
 local function left_ms(deadline)
-   ngx.update_time()
    local ms = floor((deadline - ngx.now()) * 1000)
    return ms, ms < 1 and 1 or ms
 end
@@ -181,11 +186,7 @@ local function open(self, deadline, fresh)
    local cms = min(ms, floor(self.connect_timeout * 1000))
    sock:settimeouts(cms < 1 and 1 or cms, ms, ms)
    local ok
-   if fresh then
-      ok, err = sock:connect(self.host, self.port, { pool = FRESH_POOL })
-   else
-      ok, err = sock:connect(self.host, self.port, { pool = self.pool, pool_size = self.pool_size })
-   end
+   ok, err = sock:connect(self.host, self.port, fresh and FRESH_OPTIONS or self.connect_options)
    if not ok then
       err = tostring(err)
       local kind = err == "timeout" and "timeout"
@@ -239,6 +240,42 @@ local function read_exact(sock, deadline, n, what)
    return data
 end
 
+-- First bytes (either case) of the header names read_head acts on: Connection, Content-Length,
+-- Content-Encoding, Date, Retry-After, Transfer-Encoding. Other lines are skipped unparsed.
+local WANTED_FIRST = { [67] = true, [99] = true, [68] = true, [100] = true, [82] = true, [114] = true,
+                       [84] = true, [116] = true }
+local SPACE = { [32] = true, [9] = true, [10] = true, [11] = true, [12] = true, [13] = true }
+
+local function digit(b)
+   return b and b >= 48 and b <= 57
+end
+
+-- "HTTP/d.d ddd ..." -> status, whether it is HTTP/1.0; nil when malformed.
+local function parse_status(line)
+   local h, t1, t2, p, slash, major, dot, minor, sp, s1, s2, s3 = byte(line, 1, 12)
+   if h ~= 72 or t1 ~= 84 or t2 ~= 84 or p ~= 80 or slash ~= 47 or dot ~= 46 or sp ~= 32
+      or not (digit(major) and digit(minor) and digit(s1) and digit(s2) and digit(s3)) then
+      return nil
+   end
+   return (s1 - 48) * 100 + (s2 - 48) * 10 + (s3 - 48), major == 49 and minor == 48
+end
+
+-- "Name : value " -> "name", "value" for the headers we act on, else nil. Plain finds and
+-- byte tests: a backtracking pattern here cost ~3,000 instructions a header line.
+local function header_field(line)
+   if not WANTED_FIRST[byte(line, 1)] then return nil end
+   local colon = find(line, ":", 2, true)
+   if not colon then return nil end
+   local e = colon - 1
+   while e > 0 and SPACE[byte(line, e)] do e = e - 1 end
+   local name = sub(line, 1, e)
+   if find(name, "%s") then return nil end -- "Content Length: 1" names nothing
+   local s, n = colon + 1, #line
+   while s <= n and SPACE[byte(line, s)] do s = s + 1 end
+   while n >= s and SPACE[byte(line, n)] do n = n - 1 end
+   return lower(name), sub(line, s, n)
+end
+
 -- Reads the status line and headers. Returns a table { status, date, retry_after, length,
 -- chunked, close, encoding } or nil, failure; failure.retry is set when nothing of the
 -- answer arrived (a dead pooled connection shows as "closed" right here).
@@ -250,12 +287,11 @@ local function read_head(sock, deadline)
          f.retry = f.retry and head == nil -- closed/reset before any answer byte
          return nil, f
       end
-      local major, minor, status = match(line, "^HTTP/(%d)%.(%d) (%d%d%d)")
+      local status, http10 = parse_status(line)
       if not status then
          return nil, fail("network", "malformed status line from the server", true)
       end
-      status = tonumber(status)
-      head = { status = status, close = (major == "1" and minor == "0"), bytes = #line }
+      head = { status = status, close = http10, bytes = #line }
       for _ = 1, MAX_HEADERS + 1 do
          line, f = read_line(sock, deadline, "the response headers")
          if not line then return nil, f end
@@ -265,9 +301,8 @@ local function read_head(sock, deadline)
          if head.count > MAX_HEADERS or head.bytes > MAX_HEAD_BYTES then
             return nil, fail("network", "response headers too large", true)
          end
-         local name, value = match(line, "^([^:%s]+)%s*:%s*(.-)%s*$")
+         local name, value = header_field(line)
          if name then
-            name = lower(name)
             if name == "content-length" then
                local n = match(value, "^%d+$") and tonumber(value)
                if not n or (head.length and head.length ~= n) then
