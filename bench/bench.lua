@@ -3,13 +3,15 @@
 -- local CA), then runs each contender for several rounds, interleaved, and
 -- prints one table: median calls/s, spread, client CPU per call, and ratios to
 -- the C floor measured in the same run. Bounded: ROUNDS x CALLS per contender.
---   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=5 BENCH_CALLS=20000)
+--   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=5 BENCH_CALLS=20000
+--                                      BENCH_INSTR_CALLS=2000, 0 skips callgrind)
 package.path = "./?.lua;" .. package.path
 
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 5
 local MEMORY_CALLS = tonumber(os.getenv("BENCH_MEMORY_CALLS") or "") or 1000000
 local MEMORY_SECONDS = tonumber(os.getenv("BENCH_MEMORY_SECONDS") or "") or 180
-local batch, memory
+local INSTR_CALLS = tonumber(os.getenv("BENCH_INSTR_CALLS") or "") or 2000
+local batch, memory, instr
 local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 20000
 local KEY, SECRET = "c529e14832b34b74972365cf7bf02430", "b823a6b9ea72408583cef9ec8d67fa52"
 local CUSTOMER = '{"id":"3fa85f64-5717-4562-b3fc-2c963f66afa6","email":"alice@example.com",' ..
@@ -71,15 +73,17 @@ local CPATH54 = "LUA_CPATH='build/5.4/?.so;;'"
 local CPATHJIT = "LUA_CPATH='build/jit/?.so;;'"
 
 local OR = ("curl -s 'http://127.0.0.1:%d/loop?port=%d&n=%%d&mode="):format(or_port, http_port)
+local FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET)
+local FLOOR_CURLU = ("bench/floor --curlu %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET)
+local MODULE54 = ("%s lua5.4 bench/module.lua %s %s %s %%d"):format(CPATH54, HTTP, KEY, SECRET)
+local MODULEJIT = ("%s luajit bench/module.lua %s %s %s %%d"):format(CPATHJIT, HTTP, KEY, SECRET)
+local PEER = ("luajit bench/peer_luacurl.lua %s %s %s %%d"):format(HTTP, KEY, SECRET)
 local contenders = {
-   { name = "C floor (libcurl + mbedTLS, HTTP)", floor = "http",
-     cmd = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET) },
-   { name = "calypso.purse, Lua 5.4, HTTP", vs = "http",
-     cmd = ("%s lua5.4 bench/module.lua %s %s %s %%d"):format(CPATH54, HTTP, KEY, SECRET) },
-   { name = "calypso.purse, LuaJIT, HTTP", vs = "http",
-     cmd = ("%s luajit bench/module.lua %s %s %s %%d"):format(CPATHJIT, HTTP, KEY, SECRET) },
-   { name = "peer: Lua-cURL + luaossl + cjson, LuaJIT", vs = "http",
-     cmd = ("luajit bench/peer_luacurl.lua %s %s %s %%d"):format(HTTP, KEY, SECRET) },
+   { name = "C floor (libcurl + mbedTLS, HTTP)", floor = "http", cmd = FLOOR },
+   { name = "C floor + CURLOPT_CURLU (URL parsed once)", vs = "http", cmd = FLOOR_CURLU },
+   { name = "calypso.purse, Lua 5.4, HTTP", vs = "http", cmd = MODULE54 },
+   { name = "calypso.purse, LuaJIT, HTTP", vs = "http", cmd = MODULEJIT },
+   { name = "peer: Lua-cURL + luaossl + cjson, LuaJIT", vs = "http", cmd = PEER },
    { name = "OpenResty: cosocket loop, same signing", floor = "openresty", cmd = OR .. "raw'" },
    { name = "OpenResty: calypso.transport.ngx", vs = "openresty", cmd = OR .. "transport'" },
    { name = "C floor (libcurl + mbedTLS, HTTPS)", floor = "https",
@@ -114,6 +118,32 @@ local ok, err = pcall(function()
       assert(n, "memory: unexpected output: " .. out)
       memory = { calls = tonumber(n), seconds = tonumber(secs), start = tonumber(a), finish = tonumber(b) }
    end
+   -- Instructions per call under callgrind: deterministic where wall and CPU time are
+   -- noisy. (N+1 calls minus 1 call: start-up, loading and the first connect cancel out.)
+   if INSTR_CALLS > 0 and os.execute("command -v valgrind >/dev/null 2>&1") then
+      instr = {}
+      local function refs(cmd, n)
+         local env, rest = cmd:match("^([%u_]+='[^']*') (.*)$")   -- LUA_CPATH='...' goes first
+         local out = sh(("%s valgrind --tool=callgrind --callgrind-out-file=/dev/null %s")
+                        :format(env or "", (rest or cmd):format(n)))
+         local digits = (out:match("I%s+refs:%s+([%d,]+)") or ""):gsub(",", "")
+         return tonumber(digits) or error("callgrind: " .. out)
+      end
+      local HTTPS_FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d %s"):format(HTTPS, KEY, SECRET, CA)
+      local HTTPS54 = ("%s lua5.4 bench/module.lua %s %s %s %%d %s"):format(CPATH54, HTTPS, KEY, SECRET, CA)
+      local HTTPSJIT = ("%s luajit bench/module.lua %s %s %s %%d %s"):format(CPATHJIT, HTTPS, KEY, SECRET, CA)
+      local floor_refs
+      for _, c in ipairs{ { "C floor, HTTP", FLOOR, true }, { "C floor + CURLOPT_CURLU, HTTP", FLOOR_CURLU },
+                          { "calypso.purse, Lua 5.4, HTTP", MODULE54 }, { "calypso.purse, LuaJIT, HTTP", MODULEJIT },
+                          { "peer: Lua-cURL + luaossl + cjson, HTTP", PEER },
+                          { "C floor, HTTPS", HTTPS_FLOOR, true }, { "calypso.purse, Lua 5.4, HTTPS", HTTPS54 },
+                          { "calypso.purse, LuaJIT, HTTPS", HTTPSJIT } } do
+         local per_call = (refs(c[2], INSTR_CALLS + 1) - refs(c[2], 1)) / INSTR_CALLS
+         if c[3] then floor_refs = per_call end
+         instr[#instr + 1] = { name = c[1], per_call = per_call, ratio = per_call / floor_refs }
+         io.stderr:write(("callgrind: %s done\n"):format(c[1]))
+      end
+   end
 end)
 stop()
 if not ok then error(err, 0) end
@@ -144,6 +174,14 @@ local bm, bmin, bmax = median(batch.ms)
 print()
 print(("client:batch, 100 calls, server answers each after 20 ms: median %.1f ms (%.1f-%.1f over %d rounds); "
        .. "the same 100 calls sequentially: %.0f ms"):format(bm, bmin, bmax, #batch.ms, batch.sequential))
+if instr then
+   print()
+   print(("user-space instructions per call (callgrind, %d calls minus 1; the syscalls per call are "
+          .. "the same for every contender):"):format(INSTR_CALLS))
+   for _, r in ipairs(instr) do
+      print(("  %-40s %10.0f %9.3f x floor"):format(r.name, r.per_call, r.ratio))
+   end
+end
 if memory then
    print(("memory: %d calls in %.0f s on one client: RSS %d KiB -> %d KiB (%+d KiB)"):format(memory.calls,
          memory.seconds, memory.start, memory.finish, memory.finish - memory.start))
