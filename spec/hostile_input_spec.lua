@@ -130,7 +130,7 @@ describe("hostile input", function()
    it("a method called on anything but a client raises", function()
       for _, name in ipairs(NAMES) do
          local v = values()[name]
-         for _, op in ipairs({ "get_customer", "call", "prepare", "finish", "failure", "info",
+         for _, op in ipairs({ "get_customer", "call", "prepare", "prepare_http", "finish", "failure", "info",
                                "clock_offset", "close" }) do
             assert.are.equal("raised", (outcome(op .. " on " .. name, client[op], v, "customer/get", {})))
          end
@@ -167,6 +167,28 @@ describe("hostile input", function()
       end
       assert.are.equal("raised", (outcome("prepare op with NUL", client.prepare, client, "customer/\0get", {})))
       assert.are.equal("raised", (outcome("prepare op 10 MiB", client.prepare, client, BIG, {})))
+   end)
+
+   it("client:prepare_http: a hostile head or op raises, a hostile payload is invalid", function()
+      for _, name in ipairs(NAMES) do
+         local v = values()[name]
+         local request = client:prepare_http("get_customer", { customerId = UUID, extra = v }, "Host: x")
+         if request then
+            local sign, body = request:match("\r\nSign: (%x+)\r\n.-\r\n\r\n(.*)$")
+            assert.is_true(purse.verify(server.secret, body, sign))
+         else
+            assert.are.equal("invalid",
+               select(3, client:prepare_http("get_customer", { customerId = UUID, extra = v }, "Host: x")).kind)
+         end
+         if type(v) ~= "string" and type(v) ~= "number" then
+            assert.are.equal("raised", (outcome("prepare_http op " .. name, client.prepare_http, client, v, {}, "Host: x")))
+            assert.are.equal("raised", (outcome("prepare_http head " .. name, client.prepare_http, client,
+                                                "get_customer", { customerId = UUID }, v)))
+         end
+      end
+      assert.are.equal("raised", (outcome("prepare_http head 10 MiB", client.prepare_http, client,
+                                          "get_customer", { customerId = UUID }, BIG)))
+      assert.is_string((client:prepare_http("get_customer", { customerId = UUID }, "Host: x")))
    end)
 
    it("client:finish: hostile status, body, date and retry_after", function()

@@ -61,6 +61,75 @@ describe("client:prepare", function()
    end)
 end)
 
+-- Sends a whole prepared request over a plain TCP connection; returns status, body, date.
+local function send_raw(request)
+   local socket = require "socket"
+   local host, port = server.url:match("^http://([^:/]+):(%d+)")
+   local sock = assert(socket.tcp())
+   sock:settimeout(10)
+   assert(sock:connect(host, tonumber(port)))
+   assert(sock:send(request))
+   local status = tonumber(assert(sock:receive("*l")):match("^HTTP/1%.%d (%d%d%d)"))
+   local len, date
+   while true do
+      local line = assert(sock:receive("*l"))
+      if line == "" then break end
+      len = tonumber(line:match("^[Cc]ontent%-[Ll]ength:%s*(%d+)")) or len
+      date = line:match("^[Dd]ate:%s*(.-)%s*$") or date
+   end
+   local body = assert(sock:receive(len))
+   sock:close()
+   return status, body, date
+end
+
+describe("client:prepare_http", function()
+   local HEAD = "Host: 127.0.0.1\r\nKey: %s\r\nContent-Type: application/json\r\nAccept: application/json"
+
+   it("lays out the whole signed request: request line, Sign, the given head, length, body", function()
+      local head = HEAD:format(server.key)
+      local request, writes = client:prepare_http("get_customer", { customerId = customer.id }, head)
+      assert.is_false(writes)
+      local sign, rest = request:match("^POST /api/v1/customer%-purse/customer/get HTTP/1%.1\r\nSign: (%x+)\r\n(.*)$")
+      assert.are.equal(128, #sign)
+      local len, body = rest:match("^" .. head:gsub("%p", "%%%0") .. "\r\nContent%-Length: (%d+)\r\n\r\n(.*)$")
+      assert.are.equal(#body, tonumber(len))
+      assert.are.equal('{"account":"' .. server.account .. '","timestamp":' .. body:match('"timestamp":(%d+)') ..
+                       ',"payload":{"customerId":"' .. customer.id .. '"}}', body)
+      assert.are.equal(purse.sign(server.secret, body), sign)
+      local write = client:prepare_http("create_customer", {}, head)
+      assert.truthy(write:find("\r\nConnection: close\r\n\r\n{", 1, true), write)
+   end)
+
+   it("is answered by the server like the method, and finishes into the same table", function()
+      local request = client:prepare_http("get_customer", { customerId = customer.id }, HEAD:format(server.key))
+      local status, body, date = send_raw(request)
+      assert.are.equal(200, status)
+      assert.are.same(assert(client:get_customer{ customerId = customer.id }),
+                      assert(client:finish("get_customer", status, body, date)))
+   end)
+
+   it("keeps a path in base_url in the request target", function()
+      local o = mock.client_options(server)
+      o.base_url = "http://127.0.0.1:1/prefix/"
+      local c = purse.new(o)
+      local request = c:prepare_http("customer/get", { customerId = customer.id }, "Host: x")
+      local line = "POST /prefix/api/v1/customer-purse/customer/get HTTP/1.1\r\n"
+      assert.are.equal(line, request:sub(1, #line))
+      c:close()
+   end)
+
+   it("gives the same invalid failure as the method, and refuses a head that is not header lines", function()
+      assert.are.same({ client:get_customer{ customerId = "x" } },
+                      { client:prepare_http("get_customer", { customerId = "x" }, "Host: x") })
+      for _, bad in ipairs{ "Host: x\r\n\r\nGET / HTTP/1.1", "Host: x\nKey: y", "Host: x\r\n", "\r\nHost: x",
+                            "Host: x\r\n folded", "Host: \0x", "Host: \127", ("x"):rep(16 * 1024 + 1) } do
+         assert.has_error(function() client:prepare_http("get_customer", { customerId = customer.id }, bad) end,
+                          "bad argument #3 to 'prepare_http' (head must be printable header lines separated by CRLF)")
+      end
+      assert.has_error(function() client:prepare_http("get_customer", { customerId = customer.id }) end)
+   end)
+end)
+
 describe("client:finish", function()
    it("turns the same answer into the same table as the libcurl path", function()
       assert.are.same(assert(client:get_customer{ customerId = customer.id }),

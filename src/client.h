@@ -27,6 +27,7 @@ typedef struct calypso_client {
     long long clock_offset_ms;  /* added to the local clock for `timestamp` */
     calypso_buf scratch;        /* response text rewritten for exact numbers */
     calypso_buf request;        /* the envelope being sent: signed and posted from here */
+    calypso_buf wire;           /* a whole HTTP request for client:prepare_http */
     calypso_http_opts http_opts;/* for more easy handles (batch, multi) */
     char *ca_file, *proxy;      /* owned copies behind http_opts */
     struct calypso_multi *batch;/* the multi handle behind client:batch, lazily made */

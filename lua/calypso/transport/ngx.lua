@@ -1,7 +1,7 @@
 -- calypso.transport.ngx: the non-blocking transport for OpenResty / nginx + ngx_lua.
 --
--- The C core does everything but the I/O: core:prepare(op, payload) validates, encodes and
--- signs; this module sends those bytes over an ngx.socket.tcp cosocket (which yields to the
+-- The C core does everything but the I/O: core:prepare_http(op, payload, head) validates,
+-- encodes, signs and lays out the whole HTTP request; this module sends those bytes over an ngx.socket.tcp cosocket (which yields to the
 -- nginx event loop instead of blocking the worker) and hands status + body back to
 -- core:finish(op, ...), so both transports return identical results and identical errors.
 -- Transport failures go through core:failure(op, kind, detail, sent) in the same shape as the
@@ -449,9 +449,11 @@ end
 -- safe with many calls in flight on one client.
 function Transport:request(op, payload, deadline)
    local core = self.core
-   local body, sign, path, writes = core:prepare(op, payload)
-   if not body then
-      return body, sign, path -- nil, message, err (invalid payload)
+   -- the whole request, signed, in one string: request line, Sign, the fixed head,
+   -- Content-Length (and Connection: close for writes), body
+   local request, writes, err = core:prepare_http(op, payload, self.fixed_head)
+   if not request then
+      return nil, writes, err -- nil, message, err (invalid payload)
    end
    local limit = self.timeout
    if deadline ~= nil then
@@ -463,13 +465,6 @@ function Transport:request(op, payload, deadline)
    end
    ngx.update_time()
    deadline = ngx.now() + limit
-   local request = {
-      "POST ", path, " HTTP/1.1\r\n", self.fixed_head,
-      "\r\nSign: ", sign,
-      "\r\nContent-Length: ", tostring(#body),
-      writes and "\r\nConnection: close\r\n\r\n" or "\r\n\r\n",
-      body,
-   }
    -- Writes never ride on a pooled connection; a read whose pooled connection turns out dead
    -- before any answer is resent once on a fresh one.
    local fresh = writes and true or false
