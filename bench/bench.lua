@@ -143,6 +143,18 @@ local ok, err = pcall(function()
          instr[#instr + 1] = { name = c[1], per_call = per_call, ratio = per_call / floor_refs }
          io.stderr:write(("callgrind: %s done\n"):format(c[1]))
       end
+      -- OpenResty: one nginx worker under callgrind runs the loop (bench/openresty_instr.sh)
+      local function nginx_refs(mode, n)
+         local out = sh(("sh bench/openresty_instr.sh %s %d %d"):format(mode, n, http_port))
+         return tonumber(out:match("refs=(%d+)")) or error("openresty_instr: " .. out)
+      end
+      for _, c in ipairs{ { "OpenResty: cosocket loop, same signing", "raw", true },
+                          { "OpenResty: calypso.transport.ngx", "transport" } } do
+         local per_call = (nginx_refs(c[2], INSTR_CALLS + 1) - nginx_refs(c[2], 1)) / INSTR_CALLS
+         if c[3] then floor_refs = per_call end
+         instr[#instr + 1] = { name = c[1], per_call = per_call, ratio = per_call / floor_refs }
+         io.stderr:write(("callgrind: %s done\n"):format(c[1]))
+      end
    end
 end)
 stop()
@@ -176,8 +188,8 @@ print(("client:batch, 100 calls, server answers each after 20 ms: median %.1f ms
        .. "the same 100 calls sequentially: %.0f ms"):format(bm, bmin, bmax, #batch.ms, batch.sequential))
 if instr then
    print()
-   print(("user-space instructions per call (callgrind, %d calls minus 1; the syscalls per call are "
-          .. "the same for every contender):"):format(INSTR_CALLS))
+   print(("user-space instructions per call (callgrind, %d calls minus 1 call; each ratio is to the "
+          .. "floor above it):"):format(INSTR_CALLS))
    for _, r in ipairs(instr) do
       print(("  %-40s %10.0f %9.3f x floor"):format(r.name, r.per_call, r.ratio))
    end
