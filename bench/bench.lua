@@ -3,16 +3,16 @@
 -- local CA), then runs each contender for several rounds, interleaved, and
 -- prints one table: median calls/s, spread, client CPU per call, and ratios to
 -- the C floor measured in the same run. Bounded: ROUNDS x CALLS per contender.
---   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=5 BENCH_CALLS=20000
+--   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=9 BENCH_CALLS=15000
 --                                      BENCH_INSTR_CALLS=2000, 0 skips callgrind)
 package.path = "./?.lua;" .. package.path
 
-local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 5
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 9
 local MEMORY_CALLS = tonumber(os.getenv("BENCH_MEMORY_CALLS") or "") or 1000000
 local MEMORY_SECONDS = tonumber(os.getenv("BENCH_MEMORY_SECONDS") or "") or 180
 local INSTR_CALLS = tonumber(os.getenv("BENCH_INSTR_CALLS") or "") or 2000
 local batch, memory, instr
-local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 20000
+local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 15000
 local KEY, SECRET = "c529e14832b34b74972365cf7bf02430", "b823a6b9ea72408583cef9ec8d67fa52"
 local CUSTOMER = '{"id":"3fa85f64-5717-4562-b3fc-2c963f66afa6","email":"alice@example.com",' ..
                  '"description":"bench customer","externalId":"user-42","blocked":false}'
@@ -99,7 +99,10 @@ local ok, err = pcall(function()
    -- warm-up: one short run each (also proves every contender works)
    for _, c in ipairs(contenders) do sh(c.cmd:format(200)) end
    for round = 1, ROUNDS do
-      for _, c in ipairs(contenders) do
+      -- every other round runs the list backwards, so drift within a round favours nobody
+      local order = {}
+      for i = 1, #contenders do order[i] = contenders[round % 2 == 1 and i or #contenders + 1 - i] end
+      for _, c in ipairs(order) do
          local out = sh(c.cmd:format(CALLS))
          local n, secs, cpu = out:match("calls=(%d+) seconds=([%d.]+) cpu=([%d.]+)")
          assert(n, c.name .. ": unexpected output: " .. out)
@@ -174,12 +177,22 @@ for _, c in ipairs(contenders) do
    c.mcpu = median(c.cpu)
    if c.floor then floors[c.floor] = c end
 end
-print(("%d rounds x %d sequential keep-alive calls each, loopback nginx, %s"):format(ROUNDS, CALLS, os.date("!%Y-%m-%d")))
-print(("%-42s %10s %17s %10s %9s %9s"):format("contender", "calls/s", "spread", "CPU us/call", "x floor", "CPU x"))
+-- Ratios are paired: each round's figure over the floor's in the same round, then the median
+-- (and range) of those, so a slow spell of the machine moves both sides of a ratio together.
 for _, c in ipairs(contenders) do
-   local f = floors[c.floor or c.vs]
-   print(("%-42s %10.0f %8.0f-%-8.0f %10.1f %9.3f %9.3f"):format(c.name, c.mrate, c.minrate, c.maxrate, c.mcpu,
-         c.mrate / f.mrate, c.mcpu / f.mcpu))
+   local f, rr, cr = floors[c.floor or c.vs], {}, {}
+   for i = 1, #c.rate do
+      rr[i], cr[i] = c.rate[i] / f.rate[i], c.cpu[i] / f.cpu[i]
+   end
+   c.rratio, c.rlo, c.rhi = median(rr)
+   c.cratio, c.clo, c.chi = median(cr)
+end
+print(("%d rounds x %d sequential keep-alive calls each, loopback nginx, %s"):format(ROUNDS, CALLS, os.date("!%Y-%m-%d")))
+print(("%-42s %8s %13s %7s %19s %19s"):format("contender", "calls/s", "spread", "CPU us",
+      "x floor (range)", "CPU x (range)"))
+for _, c in ipairs(contenders) do
+   print(("%-42s %8.0f %6.0f-%-6.0f %7.1f %6.3f (%.2f-%.2f) %6.3f (%.2f-%.2f)"):format(c.name, c.mrate,
+         c.minrate, c.maxrate, c.mcpu, c.rratio, c.rlo, c.rhi, c.cratio, c.clo, c.chi))
 end
 
 local bm, bmin, bmax = median(batch.ms)
