@@ -78,12 +78,14 @@ local FLOOR_CURLU = ("bench/floor --curlu %s/api/v1/customer-purse/customer/get 
 local MODULE54 = ("%s lua5.4 bench/module.lua %s %s %s %%d"):format(CPATH54, HTTP, KEY, SECRET)
 local MODULEJIT = ("%s luajit bench/module.lua %s %s %s %%d"):format(CPATHJIT, HTTP, KEY, SECRET)
 local PEER = ("luajit bench/peer_luacurl.lua %s %s %s %%d"):format(HTTP, KEY, SECRET)
+local PEER_HTTP = ("luajit bench/peer_luahttp.lua %s %s %s %%d"):format(HTTP, KEY, SECRET)
 local contenders = {
    { name = "C floor (libcurl + mbedTLS, HTTP)", floor = "http", cmd = FLOOR },
    { name = "C floor + CURLOPT_CURLU (URL parsed once)", vs = "http", cmd = FLOOR_CURLU },
    { name = "calypso.purse, Lua 5.4, HTTP", vs = "http", cmd = MODULE54 },
    { name = "calypso.purse, LuaJIT, HTTP", vs = "http", cmd = MODULEJIT },
    { name = "peer: Lua-cURL + luaossl + cjson, LuaJIT", vs = "http", cmd = PEER },
+   { name = "peer: lua-http + luaossl + cjson, LuaJIT", vs = "http", cmd = PEER_HTTP },
    { name = "OpenResty: cosocket loop, same signing", floor = "openresty", cmd = OR .. "raw'" },
    { name = "OpenResty: calypso.transport.ngx", vs = "openresty", cmd = OR .. "transport'" },
    { name = "C floor (libcurl + mbedTLS, HTTPS)", floor = "https",
@@ -139,6 +141,7 @@ local ok, err = pcall(function()
       for _, c in ipairs{ { "C floor, HTTP", FLOOR, true }, { "C floor + CURLOPT_CURLU, HTTP", FLOOR_CURLU },
                           { "calypso.purse, Lua 5.4, HTTP", MODULE54 }, { "calypso.purse, LuaJIT, HTTP", MODULEJIT },
                           { "peer: Lua-cURL + luaossl + cjson, HTTP", PEER },
+                          { "peer: lua-http + luaossl + cjson, HTTP", PEER_HTTP },
                           { "C floor, HTTPS", HTTPS_FLOOR, true }, { "calypso.purse, Lua 5.4, HTTPS", HTTPS54 },
                           { "calypso.purse, LuaJIT, HTTPS", HTTPSJIT } } do
          local per_call = (refs(c[2], INSTR_CALLS + 1) - refs(c[2], 1)) / INSTR_CALLS

@@ -12,7 +12,7 @@ PKGS="
   libcurl4-openssl-dev libmbedtls-dev
   nginx libnginx-mod-http-lua
   valgrind clang libclang-rt-14-dev
-  lua-curl
+  lua-curl lua-http
   lua-sec
 "
 
