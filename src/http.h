@@ -39,7 +39,9 @@ typedef struct calypso_http {
     char errbuf[CURL_ERROR_SIZE];
     char url[1400];             /* the URL libcurl holds (url_len 0: none yet) */
     size_t url_len;
-    CURLU *uh;
+#if CALYPSO_URL_HANDLE
+    CURLU *uh;                  /* that URL, parsed once (CURLOPT_CURLU) */
+#endif
 } calypso_http;
 
 /* Sets up the handle; returns NULL or a static reason. Safe to free after failure. */

@@ -1,9 +1,10 @@
 -- calypso.transport.ngx: the non-blocking transport for OpenResty / nginx + ngx_lua.
 --
 -- The C core does everything but the I/O: core:prepare_http(op, payload, head) validates,
--- encodes, signs and lays out the whole HTTP request; this module sends those bytes over an ngx.socket.tcp cosocket (which yields to the
--- nginx event loop instead of blocking the worker) and hands status + body back to
--- core:finish(op, ...), so both transports return identical results and identical errors.
+-- encodes, signs and lays out the whole HTTP request; this module sends those bytes over an
+-- ngx.socket.tcp cosocket (which yields to the nginx event loop instead of blocking the
+-- worker) and hands status + body back to core:finish(op, ...), so both transports return
+-- identical results and identical errors.
 -- Transport failures go through core:failure(op, kind, detail, sent) in the same shape as the
 -- libcurl path's.
 --
