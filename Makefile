@@ -62,10 +62,11 @@ rock:
 bench: deps build
 	$(MAKE) -s build LUA_VERSION=jit
 	$(CC) -O2 -o bench/floor bench/floor.c -I$(CURL_INCDIR) -lcurl -lmbedcrypto
+	$(CC) -std=c99 -O2 -o bench/sign bench/sign.c src/sign.c -lmbedcrypto
 	lua5.4 bench/bench.lua
 
 clean:
-	rm -rf $(BUILD) bench/floor
+	rm -rf $(BUILD) bench/floor bench/sign
 
 # ---- Sanitizers, valgrind, fuzzing (issue 5). Each has a script, run by `make test` too.
 .PHONY: sanitize valgrind fuzz fuzz-build

@@ -11,7 +11,7 @@ local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 9
 local MEMORY_CALLS = tonumber(os.getenv("BENCH_MEMORY_CALLS") or "") or 1000000
 local MEMORY_SECONDS = tonumber(os.getenv("BENCH_MEMORY_SECONDS") or "") or 180
 local INSTR_CALLS = tonumber(os.getenv("BENCH_INSTR_CALLS") or "") or 2000
-local batch, memory, instr
+local batch, memory, instr, signing, sign_instr
 local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 15000
 local KEY, SECRET = "c529e14832b34b74972365cf7bf02430", "b823a6b9ea72408583cef9ec8d67fa52"
 local CUSTOMER = '{"id":"3fa85f64-5717-4562-b3fc-2c963f66afa6","email":"alice@example.com",' ..
@@ -74,14 +74,15 @@ local CPATHJIT = "LUA_CPATH='build/jit/?.so;;'"
 
 local OR = ("curl -s 'http://127.0.0.1:%d/loop?port=%d&n=%%d&mode="):format(or_port, http_port)
 local FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET)
-local FLOOR_CURLU = ("bench/floor --curlu %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET)
+-- the floor after the two fixes the module makes: URL parsed once, HMAC hash states precomputed
+local FLOOR_TUNED = ("bench/floor --curlu --hmac-state %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET)
 local MODULE54 = ("%s lua5.4 bench/module.lua %s %s %s %%d"):format(CPATH54, HTTP, KEY, SECRET)
 local MODULEJIT = ("%s luajit bench/module.lua %s %s %s %%d"):format(CPATHJIT, HTTP, KEY, SECRET)
 local PEER = ("luajit bench/peer_luacurl.lua %s %s %s %%d"):format(HTTP, KEY, SECRET)
 local PEER_HTTP = ("luajit bench/peer_luahttp.lua %s %s %s %%d"):format(HTTP, KEY, SECRET)
 local contenders = {
    { name = "C floor (libcurl + mbedTLS, HTTP)", floor = "http", cmd = FLOOR },
-   { name = "C floor + CURLOPT_CURLU (URL parsed once)", vs = "http", cmd = FLOOR_CURLU },
+   { name = "C floor, profiled (CURLU, HMAC states)", vs = "http", cmd = FLOOR_TUNED },
    { name = "calypso.purse, Lua 5.4, HTTP", vs = "http", cmd = MODULE54 },
    { name = "calypso.purse, LuaJIT, HTTP", vs = "http", cmd = MODULEJIT },
    { name = "peer: Lua-cURL + luaossl + cjson, LuaJIT", vs = "http", cmd = PEER },
@@ -113,6 +114,7 @@ local ok, err = pcall(function()
       end
       io.stderr:write(("round %d/%d done\n"):format(round, ROUNDS))
    end
+   signing = sh("bench/sign")
    local out = sh(("%s lua5.4 bench/batch.lua %s/delay %s %s %d"):format(CPATH54, HTTP, KEY, SECRET, ROUNDS))
    batch = { ms = {} }
    for ms in out:gmatch("batch=([%d.]+)") do batch.ms[#batch.ms + 1] = tonumber(ms) end
@@ -138,7 +140,7 @@ local ok, err = pcall(function()
       local HTTPS54 = ("%s lua5.4 bench/module.lua %s %s %s %%d %s"):format(CPATH54, HTTPS, KEY, SECRET, CA)
       local HTTPSJIT = ("%s luajit bench/module.lua %s %s %s %%d %s"):format(CPATHJIT, HTTPS, KEY, SECRET, CA)
       local floor_refs
-      for _, c in ipairs{ { "C floor, HTTP", FLOOR, true }, { "C floor + CURLOPT_CURLU, HTTP", FLOOR_CURLU },
+      for _, c in ipairs{ { "C floor, HTTP", FLOOR, true }, { "C floor, profiled, HTTP", FLOOR_TUNED },
                           { "calypso.purse, Lua 5.4, HTTP", MODULE54 }, { "calypso.purse, LuaJIT, HTTP", MODULEJIT },
                           { "peer: Lua-cURL + luaossl + cjson, HTTP", PEER },
                           { "peer: lua-http + luaossl + cjson, HTTP", PEER_HTTP },
@@ -148,6 +150,12 @@ local ok, err = pcall(function()
          if c[3] then floor_refs = per_call end
          instr[#instr + 1] = { name = c[1], per_call = per_call, ratio = per_call / floor_refs }
          io.stderr:write(("callgrind: %s done\n"):format(c[1]))
+      end
+      -- signing alone (bench/sign --only WAY N)
+      sign_instr = {}
+      for _, way in ipairs{ "floor", "sha512", "md_hmac_reset", "md_hmac", "calypso" } do
+         local cmd = "bench/sign --only " .. way .. " %d"
+         sign_instr[#sign_instr + 1] = { name = way, per_call = (refs(cmd, INSTR_CALLS * 10 + 1) - refs(cmd, 1)) / (INSTR_CALLS * 10) }
       end
       -- OpenResty: one nginx worker under callgrind runs the loop (bench/openresty_instr.sh)
       local function nginx_refs(mode, n)
@@ -208,6 +216,14 @@ if instr then
           .. "floor above it):"):format(INSTR_CALLS))
    for _, r in ipairs(instr) do
       print(("  %-40s %10.0f %9.3f x floor"):format(r.name, r.per_call, r.ratio))
+   end
+end
+print()
+io.write(signing)
+if sign_instr then
+   print(("instructions per signature (callgrind, %d signatures minus 1):"):format(INSTR_CALLS * 10))
+   for _, r in ipairs(sign_instr) do
+      print(("  %-40s %10.0f %9.3f x floor"):format(r.name, r.per_call, r.per_call / sign_instr[1].per_call))
    end
 end
 if memory then

@@ -5,7 +5,8 @@
 -- time, which only this loop uses).
 --   transport: calypso.transport.ngx (core prepare -> cosocket -> core finish)
 --   raw:       the cosocket loop a user would write by hand with the same signing
---              (cjson.encode + purse.sign + send + read status/headers/body + cjson.decode)
+--              (cjson.encode + client:sign + send + read status/headers/body + cjson.decode;
+--              client:sign is the transport's own signer: pad states keyed once)
 local purse = require "calypso.purse"
 local cjson = require "cjson"
 
@@ -17,6 +18,8 @@ local PATH = "/api/v1/customer-purse/customer/get"
 local args = ngx.req.get_uri_args()
 local mode, n, port = args.mode, tonumber(args.n), tonumber(args.port)
 
+local client = purse.new{ key = KEY, secret = SECRET, account = ACCOUNT, base_url = "http://127.0.0.1:" .. port }
+
 local function raw_call(payload)
    ngx.update_time()
    local body = cjson.encode{ account = ACCOUNT, timestamp = math.floor(ngx.now() * 1000), payload = payload }
@@ -24,7 +27,7 @@ local function raw_call(payload)
    sock:settimeouts(10000, 30000, 30000)
    assert(sock:connect("127.0.0.1", port))
    assert(sock:send{ "POST ", PATH, " HTTP/1.1\r\nHost: 127.0.0.1\r\nKey: ", KEY,
-                     "\r\nSign: ", purse.sign(SECRET, body),
+                     "\r\nSign: ", client:sign(body),
                      "\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: ",
                      #body, "\r\n\r\n", body })
    local status = assert(sock:receive("*l"))
@@ -42,9 +45,8 @@ local function raw_call(payload)
    return res
 end
 
-local client, transport
+local transport
 if mode == "transport" then
-   client = purse.new{ key = KEY, secret = SECRET, account = ACCOUNT, base_url = "http://127.0.0.1:" .. port }
    transport = require("calypso.transport.ngx").new(client, {})
 end
 local payload = { customerId = CUSTOMER_ID }
@@ -58,5 +60,5 @@ for _ = 1, n do
    end
 end
 local secs, cpu = purse.now() - t0, os.clock() - c0
-if client then client:close() end
+client:close()
 ngx.say(("calls=%d seconds=%.6f cpu=%.6f"):format(n, secs, cpu))

@@ -1,8 +1,9 @@
 /* wipe_test.c: proves that closing a client leaves no copy of its secret in freed memory.
  * free() is interposed for the whole process (the executable's definition wins over libc's
  * for every shared library, libmbedcrypto included); while `watching`, every freed block is
- * scanned for the secret itself and for its HMAC ipad/opad (key ^ 0x36, key ^ 0x5c), the only
- * forms in which the core keeps it. A negative control first proves the detector sees an
+ * scanned for the secret itself, for its HMAC ipad/opad (key ^ 0x36, key ^ 0x5c), and for the
+ * SHA-512 states after absorbing each padded key block: the forms in which the core holds it
+ * (the signer keeps only those two states; anyone holding them can sign). A negative control first proves the detector sees an
  * unwiped copy. Run by spec/secrets_spec.lua through fuzz/wipe_test.sh.
  * Exit 0 and "0 held the secret" on success. */
 #define _GNU_SOURCE
@@ -14,7 +15,19 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <mbedtls/sha512.h>
+#include <mbedtls/version.h>
 #include "sign.h"
+
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#define SHA512_STATE(ctx) ((ctx).MBEDTLS_PRIVATE(state))
+#define sha512_starts mbedtls_sha512_starts
+#define sha512_update mbedtls_sha512_update
+#else
+#define SHA512_STATE(ctx) ((ctx).state)
+#define sha512_starts mbedtls_sha512_starts_ret
+#define sha512_update mbedtls_sha512_update_ret
+#endif
 
 int luaopen_calypso_purse(lua_State *L);
 
@@ -22,6 +35,7 @@ int luaopen_calypso_purse(lua_State *L);
 #define SECRET_LEN (sizeof SECRET - 1)
 
 static unsigned char ipad[SECRET_LEN], opad[SECRET_LEN];
+static unsigned char inner_state[64], outer_state[64];   /* SHA-512 after one padded key block */
 static void (*real_free)(void *);
 static int watching;
 static unsigned long watched, held;
@@ -46,10 +60,27 @@ void free(void *p)
     if (p != NULL && watching) {
         size_t n = malloc_usable_size(p);
         watched++;
-        if (holds(p, n, SECRET, SECRET_LEN) || holds(p, n, ipad, SECRET_LEN) || holds(p, n, opad, SECRET_LEN))
+        if (holds(p, n, SECRET, SECRET_LEN) || holds(p, n, ipad, SECRET_LEN) || holds(p, n, opad, SECRET_LEN) ||
+            holds(p, n, inner_state, sizeof inner_state) || holds(p, n, outer_state, sizeof outer_state))
             held++;
     }
     real_free(p);
+}
+
+/* The SHA-512 state words after absorbing the 128-byte block key ^ pad. */
+static void padded_key_state(unsigned char pad, unsigned char *out)
+{
+    unsigned char block[128];
+    mbedtls_sha512_context x;
+    size_t i;
+    memset(block, pad, sizeof block);
+    for (i = 0; i < SECRET_LEN; i++)
+        block[i] ^= (unsigned char)SECRET[i];
+    mbedtls_sha512_init(&x);
+    sha512_starts(&x, 0);
+    sha512_update(&x, block, sizeof block);
+    memcpy(out, SHA512_STATE(x), 64);
+    mbedtls_sha512_free(&x);
 }
 
 static void run(lua_State *L, const char *code)
@@ -75,6 +106,8 @@ int main(void)
         ipad[i] = (unsigned char)SECRET[i] ^ 0x36;
         opad[i] = (unsigned char)SECRET[i] ^ 0x5c;
     }
+    padded_key_state(0x36, inner_state);
+    padded_key_state(0x5c, outer_state);
 
     /* Negative control: an unwiped ipad copy must be seen. */
     copy = malloc(256);
@@ -85,6 +118,17 @@ int main(void)
     watching = 0;
     if (held != 1) {
         printf("wipe_test: the detector missed an unwiped copy\n");
+        return 1;
+    }
+    /* ... and so must an unwiped inner hash state. */
+    copy = malloc(512);
+    memset(copy, 0, 512);
+    memcpy(copy + 216, inner_state, sizeof inner_state);
+    watching = 1;
+    free(copy);
+    watching = 0;
+    if (held != 2) {
+        printf("wipe_test: the detector missed an unwiped hash state\n");
         return 1;
     }
     printf("wipe_test: the detector sees an unwiped copy\n");

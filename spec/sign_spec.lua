@@ -53,6 +53,59 @@ describe("purse.sign", function()
    end)
 end)
 
+-- A client signs with SHA-512 states that absorbed the padded key once (sign.c), not with
+-- mbedtls_md_hmac: every request's Sign must still equal the one-shot HMAC of its body
+-- (itself pinned to RFC 4231 above), for keys on both sides of the 128-byte block.
+describe("a client's signer (hash states precomputed per client)", function()
+   local customer = { customerId = "3fa85f64-5717-4562-b3fc-2c963f66afa6" }
+   local lengths = { 1, 20, 32, 64, 127, 128, 129, 131, 200, 1000 }
+   for _, n in ipairs(lengths) do
+      it("equals the one-shot HMAC for a " .. n .. "-byte binary secret, call after call", function()
+         local secret = {}
+         for i = 1, n do secret[i] = string.char((i * 37 + n) % 256) end
+         secret = table.concat(secret)
+         local c = purse.new{ key = "k", secret = secret, account = "0x1", base_url = "http://127.0.0.1:9" }
+         for round = 1, 3 do
+            local payload = round == 2 and { currency = "USDT_TRX", customerId = customer.customerId } or customer
+            local body, sign = c:prepare(round == 2 and "get_address" or "get_customer", payload)
+            assert.are.equal(purse.sign(secret, body), sign)
+            assert.is_true(purse.verify(secret, body, sign))
+            assert.is_false(purse.verify(secret .. "x", body, sign))
+         end
+         c:close()
+      end)
+   end
+
+   it("client:sign(body) equals purse.sign(secret, body), binary bodies included", function()
+      local secret = "b823a6b9ea72408583cef9ec8d67fa52"
+      local c = purse.new{ key = "k", secret = secret, account = "0x1", base_url = "http://127.0.0.1:9" }
+      local bodies = { "", '{"timestamp":1}', "a\0b", string.rep("\255", 127), string.rep("x", 128),
+                       string.rep("y", 129), string.rep("z", 100000) }
+      for _, body in ipairs(bodies) do
+         assert.are.equal(purse.sign(secret, body), c:sign(body))
+      end
+      assert.are.equal("b16e9d45f49f2069becbc4f108b237bee588cfc353fe9501df103e692acbc68d482a10d34c12bea22fedde7e28e1b8e57a6a0a373b0e9a27c5257bd8b36e13b9",
+                       c:sign('{"timestamp":1}'))   -- the docs' vector
+      assert.has_error(function() c:sign() end)
+      assert.has_error(function() c:sign({}) end)
+      c:close()
+      assert.has_error(function() c:sign("x") end, "calypso.purse: the client is closed")
+   end)
+
+   it("gives one client's secret's signatures, not another's, on interleaved calls", function()
+      local a = purse.new{ key = "k", secret = string.rep("a", 129), account = "0x1", base_url = "http://127.0.0.1:9" }
+      local b = purse.new{ key = "k", secret = "b", account = "0x1", base_url = "http://127.0.0.1:9" }
+      for _ = 1, 3 do
+         local body_a, sign_a = a:prepare("get_customer", customer)
+         local body_b, sign_b = b:prepare("get_customer", customer)
+         assert.are.equal(purse.sign(string.rep("a", 129), body_a), sign_a)
+         assert.are.equal(purse.sign("b", body_b), sign_b)
+      end
+      a:close()
+      b:close()
+   end)
+end)
+
 describe("purse.verify", function()
    local secret, body = "b823a6b9ea72408583cef9ec8d67fa52", '{"timestamp":1}'
    local good = "b16e9d45f49f2069becbc4f108b237bee588cfc353fe9501df103e692acbc68d482a10d34c12bea22fedde7e28e1b8e57a6a0a373b0e9a27c5257bd8b36e13b9"

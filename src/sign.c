@@ -1,49 +1,90 @@
 /* sign.c: HMAC-SHA512 with mbedTLS. The hot path is calypso_signer_sign, which
- * reuses the pad state derived from the key (mbedtls_md_hmac_reset) instead of
- * re-hashing the key on every request. */
+ * starts from hash states that already absorbed the padded key (RFC 2104's
+ * inner and outer pads), computed once per client. mbedtls_md_hmac_reset would
+ * hash the 128-byte inner pad again on every request, and mbedtls_md_hmac_finish
+ * the outer one: two SHA-512 blocks of five, for a typical envelope. */
 #include <string.h>
 #include <mbedtls/platform_util.h>
 #include "sign.h"
 
-static const char hexdigits[] = "0123456789abcdef";
+#define SHA512_BLOCK 128
+
+/* "000102...feff": two hex digits per byte value, so each byte is one lookup. */
+#define HEX_ROW(h) h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" \
+                   h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+static const char hexpairs[] = HEX_ROW("0") HEX_ROW("1") HEX_ROW("2") HEX_ROW("3")
+                               HEX_ROW("4") HEX_ROW("5") HEX_ROW("6") HEX_ROW("7")
+                               HEX_ROW("8") HEX_ROW("9") HEX_ROW("a") HEX_ROW("b")
+                               HEX_ROW("c") HEX_ROW("d") HEX_ROW("e") HEX_ROW("f");
 
 static void to_hex(const unsigned char *in, size_t n, char *out)
 {
     size_t i;
-    for (i = 0; i < n; i++) {
-        out[2 * i] = hexdigits[in[i] >> 4];
-        out[2 * i + 1] = hexdigits[in[i] & 15];
-    }
+    for (i = 0; i < n; i++)
+        memcpy(out + 2 * i, hexpairs + 2 * in[i], 2);
+}
+
+/* ctx <- SHA-512 state after absorbing one block: the key XOR pad. */
+static int absorb_pad(mbedtls_md_context_t *ctx, const unsigned char *key, size_t keylen,
+                      unsigned char pad, unsigned char *block)
+{
+    size_t i;
+    memset(block, pad, SHA512_BLOCK);
+    for (i = 0; i < keylen; i++)
+        block[i] ^= key[i];
+    return mbedtls_md_starts(ctx) == 0 && mbedtls_md_update(ctx, block, SHA512_BLOCK) == 0 ? 0 : -1;
 }
 
 int calypso_signer_init(calypso_signer *s, const unsigned char *key, size_t keylen)
 {
     const mbedtls_md_info_t *info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA512);
-    mbedtls_md_init(&s->md);
-    s->ready = 0;
-    if (mbedtls_md_setup(&s->md, info, 1) != 0)
-        return -1;
+    unsigned char hashed[CALYPSO_SIGN_BYTES], block[SHA512_BLOCK];
+    int rc = -1;
+    mbedtls_md_init(&s->inner);
+    mbedtls_md_init(&s->outer);
+    mbedtls_md_init(&s->work);
     s->ready = 1;   /* from here on calypso_signer_free has something to wipe */
-    if (mbedtls_md_hmac_starts(&s->md, key, keylen) != 0)
-        return -1;
-    return 0;
+    if (mbedtls_md_setup(&s->inner, info, 0) != 0 || mbedtls_md_setup(&s->outer, info, 0) != 0 ||
+        mbedtls_md_setup(&s->work, info, 0) != 0)
+        goto done;
+    if (keylen > SHA512_BLOCK) {   /* RFC 2104: a key longer than a block is hashed first */
+        if (mbedtls_md(info, key, keylen, hashed) != 0)
+            goto done;
+        key = hashed;
+        keylen = sizeof hashed;
+    }
+    if (absorb_pad(&s->inner, key, keylen, 0x36, block) == 0 &&
+        absorb_pad(&s->outer, key, keylen, 0x5c, block) == 0)
+        rc = 0;
+done:
+    mbedtls_platform_zeroize(hashed, sizeof hashed);
+    mbedtls_platform_zeroize(block, sizeof block);
+    return rc;
 }
 
 int calypso_signer_sign(calypso_signer *s, const unsigned char *msg, size_t len, char *hex)
 {
-    unsigned char mac[CALYPSO_SIGN_BYTES];
-    if (mbedtls_md_hmac_reset(&s->md) != 0 ||
-        mbedtls_md_hmac_update(&s->md, msg, len) != 0 ||
-        mbedtls_md_hmac_finish(&s->md, mac) != 0)
-        return -1;
-    to_hex(mac, sizeof mac, hex);
-    return 0;
+    unsigned char digest[CALYPSO_SIGN_BYTES];
+    int ok = mbedtls_md_clone(&s->work, &s->inner) == 0 &&
+             mbedtls_md_update(&s->work, msg, len) == 0 &&
+             mbedtls_md_finish(&s->work, digest) == 0 &&
+             mbedtls_md_clone(&s->work, &s->outer) == 0 &&
+             mbedtls_md_update(&s->work, digest, sizeof digest) == 0 &&
+             mbedtls_md_finish(&s->work, digest) == 0;
+    if (ok)
+        to_hex(digest, sizeof digest, hex);
+    /* The inner digest is key-derived; the work state is wiped on free. */
+    mbedtls_platform_zeroize(digest, sizeof digest);
+    return ok ? 0 : -1;
 }
 
 void calypso_signer_free(calypso_signer *s)
 {
     if (s->ready) {
-        mbedtls_md_free(&s->md);   /* zeroizes the ipad/opad state before freeing */
+        /* mbedtls_md_free zeroizes each hash state before freeing it */
+        mbedtls_md_free(&s->inner);
+        mbedtls_md_free(&s->outer);
+        mbedtls_md_free(&s->work);
         s->ready = 0;
     }
 }

@@ -9,14 +9,17 @@
 #define CALYPSO_SIGN_BYTES 64                        /* SHA-512 digest */
 #define CALYPSO_SIGN_HEX (2 * CALYPSO_SIGN_BYTES)    /* 128 lowercase hex chars */
 
-/* A keyed HMAC whose inner/outer pad state is computed once (per client). */
+/* A keyed HMAC whose inner and outer hash states are computed once (per client):
+ * SHA-512 after absorbing key^ipad and key^opad. Signing then clones them, so a
+ * call hashes only the message and the inner digest (3 blocks for a 170-byte
+ * envelope, where mbedtls_md_hmac_reset/finish re-hash both pads: 5 blocks). */
 typedef struct calypso_signer {
-    mbedtls_md_context_t md;
+    mbedtls_md_context_t inner, outer, work;
     int ready;
 } calypso_signer;
 
-/* Keys the signer; returns 0 or -1 (out of memory). The key is not kept
- * anywhere but in the pad state, which calypso_signer_free wipes. */
+/* Keys the signer; returns 0 or -1 (out of memory). The key itself is not kept:
+ * only the two hash states, which calypso_signer_free wipes. */
 int calypso_signer_init(calypso_signer *s, const unsigned char *key, size_t keylen);
 /* Writes the lowercase hex HMAC of msg into hex (CALYPSO_SIGN_HEX bytes, no NUL). */
 int calypso_signer_sign(calypso_signer *s, const unsigned char *msg, size_t len, char *hex);
