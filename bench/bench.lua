@@ -3,16 +3,16 @@
 -- local CA), then runs each contender for several rounds, interleaved, and
 -- prints one table: median calls/s, spread, client CPU per call, and ratios to
 -- the C floor measured in the same run. Bounded: ROUNDS x CALLS per contender.
---   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=9 BENCH_CALLS=15000
+--   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=15 BENCH_CALLS=10000
 --                                      BENCH_INSTR_CALLS=2000, 0 skips callgrind)
 package.path = "./?.lua;" .. package.path
 
-local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 9
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 15
 local MEMORY_CALLS = tonumber(os.getenv("BENCH_MEMORY_CALLS") or "") or 1000000
 local MEMORY_SECONDS = tonumber(os.getenv("BENCH_MEMORY_SECONDS") or "") or 180
 local INSTR_CALLS = tonumber(os.getenv("BENCH_INSTR_CALLS") or "") or 2000
 local batch, memory, instr, signing, sign_instr
-local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 15000
+local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 10000
 local KEY, SECRET = "c529e14832b34b74972365cf7bf02430", "b823a6b9ea72408583cef9ec8d67fa52"
 local CUSTOMER = '{"id":"3fa85f64-5717-4562-b3fc-2c963f66afa6","email":"alice@example.com",' ..
                  '"description":"bench customer","externalId":"user-42","blocked":false}'

@@ -1,9 +1,9 @@
 -- Secrets: across the whole fault matrix (spec/support/fault_matrix.lua) the API secret and
 -- every Sign value sent never appear in a message, an err field, tostring of anything the
 -- caller holds, client:info(), an on_event hook event (bodies included) or a raised error.
--- The C copy of the secret (HMAC pad state) is wiped when a client closes: fuzz/wipe_test.c
--- watches every free() while a client closes and checks that no freed block holds the
--- secret or its ipad/opad.
+-- The C form of the secret (two SHA-512 states keyed from its HMAC pads) is wiped when a
+-- client closes: fuzz/wipe_test.c watches every free() while a client closes and checks that
+-- no freed block holds the secret, its ipad/opad or those states.
 local purse = require "calypso.purse"
 local calypso = require "calypso"
 local mock = require "calypso.mock"
