@@ -1,8 +1,9 @@
 -- bench.lua: `make bench`. Starts a private loopback nginx that answers every
 -- Customer Purse call with a fixed 150-byte customer (HTTP and HTTPS with a
--- local CA), then runs each contender for several rounds, interleaved, and
--- prints one table: median calls/s, spread, client CPU per call, and ratios to
--- the C floor measured in the same run. Bounded: ROUNDS x CALLS per contender.
+-- local CA), then runs each contender for several rounds, each run right next
+-- to a run of its floor, and prints one table: median calls/s, spread, client
+-- CPU per call, and paired ratios to the floor. Then the batch, signing,
+-- callgrind and memory figures. Bounded: ROUNDS x CALLS per contender.
 --   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=15 BENCH_CALLS=10000
 --                                      BENCH_INSTR_CALLS=2000, 0 skips callgrind)
 package.path = "./?.lua;" .. package.path
@@ -98,19 +99,40 @@ local contenders = {
 }
 
 local ok, err = pcall(function()
-   for _, c in ipairs(contenders) do c.rate, c.cpu = {}, {} end
+   -- Each contender runs right next to a run of its floor, and its ratio is taken against
+   -- that run: this VM slows down and speeds up over seconds, and a pair a second apart sees
+   -- the same machine. (The floors' own rows collect all their runs.)
+   local floors, pairs_ = {}, {}
+   for _, c in ipairs(contenders) do
+      c.rate, c.cpu, c.frate, c.fcpu = {}, {}, {}, {}
+      if c.floor then floors[c.floor] = c end
+   end
+   for _, c in ipairs(contenders) do
+      if c.vs then pairs_[#pairs_ + 1] = { floor = floors[c.vs], c = c } end
+   end
+   local function measure(c)
+      local out = sh(c.cmd:format(CALLS))
+      local n, secs, cpu = out:match("calls=(%d+) seconds=([%d.]+) cpu=([%d.]+)")
+      assert(n, c.name .. ": unexpected output: " .. out)
+      local rate, us = tonumber(n) / tonumber(secs), tonumber(cpu) / tonumber(n) * 1e6
+      c.rate[#c.rate + 1], c.cpu[#c.cpu + 1] = rate, us
+      return rate, us
+   end
    -- warm-up: one short run each (also proves every contender works)
    for _, c in ipairs(contenders) do sh(c.cmd:format(200)) end
    for round = 1, ROUNDS do
-      -- every other round runs the list backwards, so drift within a round favours nobody
-      local order = {}
-      for i = 1, #contenders do order[i] = contenders[round % 2 == 1 and i or #contenders + 1 - i] end
-      for _, c in ipairs(order) do
-         local out = sh(c.cmd:format(CALLS))
-         local n, secs, cpu = out:match("calls=(%d+) seconds=([%d.]+) cpu=([%d.]+)")
-         assert(n, c.name .. ": unexpected output: " .. out)
-         c.rate[#c.rate + 1] = tonumber(n) / tonumber(secs)
-         c.cpu[#c.cpu + 1] = tonumber(cpu) / tonumber(n) * 1e6
+      -- every other round runs the pairs backwards, contender first: drift favours nobody
+      for k = 1, #pairs_ do
+         local p = pairs_[round % 2 == 1 and k or #pairs_ + 1 - k]
+         local frate, fcpu
+         if round % 2 == 1 then
+            frate, fcpu = measure(p.floor)
+            measure(p.c)
+         else
+            measure(p.c)
+            frate, fcpu = measure(p.floor)
+         end
+         p.c.frate[#p.c.frate + 1], p.c.fcpu[#p.c.fcpu + 1] = frate, fcpu
       end
       io.stderr:write(("round %d/%d done\n"):format(round, ROUNDS))
    end
@@ -182,23 +204,26 @@ local function median(t)
    return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2, s[1], s[n]
 end
 
-local floors = {}
 for _, c in ipairs(contenders) do
    c.mrate, c.minrate, c.maxrate = median(c.rate)
    c.mcpu = median(c.cpu)
-   if c.floor then floors[c.floor] = c end
 end
--- Ratios are paired: each round's figure over the floor's in the same round, then the median
--- (and range) of those, so a slow spell of the machine moves both sides of a ratio together.
+-- Ratios are paired: each run's figure over the floor run next to it, then the median (and
+-- range) of those; a floor's own ratio is 1 by definition.
 for _, c in ipairs(contenders) do
-   local f, rr, cr = floors[c.floor or c.vs], {}, {}
-   for i = 1, #c.rate do
-      rr[i], cr[i] = c.rate[i] / f.rate[i], c.cpu[i] / f.cpu[i]
+   if c.floor then
+      c.rratio, c.rlo, c.rhi, c.cratio, c.clo, c.chi = 1, 1, 1, 1, 1, 1
+   else
+      local rr, cr = {}, {}
+      for i = 1, #c.rate do
+         rr[i], cr[i] = c.rate[i] / c.frate[i], c.cpu[i] / c.fcpu[i]
+      end
+      c.rratio, c.rlo, c.rhi = median(rr)
+      c.cratio, c.clo, c.chi = median(cr)
    end
-   c.rratio, c.rlo, c.rhi = median(rr)
-   c.cratio, c.clo, c.chi = median(cr)
 end
-print(("%d rounds x %d sequential keep-alive calls each, loopback nginx, %s"):format(ROUNDS, CALLS, os.date("!%Y-%m-%d")))
+print(("%d rounds x %d sequential keep-alive calls each, every run next to a run of its floor, loopback nginx, %s")
+      :format(ROUNDS, CALLS, os.date("!%Y-%m-%d")))
 print(("%-42s %8s %13s %7s %19s %19s"):format("contender", "calls/s", "spread", "CPU us",
       "x floor (range)", "CPU x (range)"))
 for _, c in ipairs(contenders) do
