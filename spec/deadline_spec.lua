@@ -67,3 +67,24 @@ describe("client:last_status", function()
       assert.are.equal(503, client:last_status())
    end)
 end)
+
+describe("connect_timeout", function()
+   it("ends a connect that never completes: kind timeout, never sent, well before timeout", function()
+      local helpers = require "support.helpers"
+      local port, close = helpers.full_backlog()
+      local c = purse.new{ key = "k", secret = "s", account = "0x1", base_url = "http://127.0.0.1:" .. port,
+                           connect_timeout = 0.3, timeout = 30 }
+      for _, op in ipairs{ "get_customer", "create_customer" } do   -- a read and a write
+         local t0 = purse.now()
+         local res, msg, err = c[op](c, op == "get_customer" and { customerId = "3fa85f64-5717-4562-b3fc-2c963f66afa6" } or {})
+         local elapsed = purse.now() - t0
+         assert.is_nil(res)
+         assert.are.same({ "timeout", false, true }, { err.kind, err.sent, err.retryable })
+         assert.truthy(msg:lower():find("connect", 1, true), msg)
+         -- connect_timeout (0.3 s) ended it, not timeout (30 s): a loose bound, not a speed test
+         assert.is_true(elapsed < 15, tostring(elapsed))
+      end
+      c:close()
+      close()
+   end)
+end)

@@ -257,6 +257,24 @@ describe("transport failures", function()
       end
    end)
 
+   it("a connect that never completes: kind timeout after connect_timeout, never sent", function()
+      local port, close = require("support.helpers").full_backlog()
+      local ok, e = pcall(function()
+         local n, c = both("get_customers_by_external_id", { externalId = "x" },
+                           { client = { base_url = "http://127.0.0.1:" .. port, connect_timeout = 0.3, timeout = 30 } })
+         for via, r in pairs({ ngx = n, curl = c }) do
+            assert.are.same({ "timeout", false, true }, { r.err.kind, r.err.sent, r.err.retryable }, via)
+         end
+         -- connect_timeout (0.3 s) ended them, not timeout (30 s): a loose bound, not a speed test
+         local a = call("get_customers_by_external_id", { externalId = "x" }, "ngx",
+                        { client = { base_url = "http://127.0.0.1:" .. port, connect_timeout = 0.3, timeout = 30 } })
+         assert.are.equal("timeout", a.ngx.err.kind)
+         assert.is_true(a.elapsed.ngx < 15, tostring(a.elapsed.ngx))
+      end)
+      close()
+      assert(ok, e)
+   end)
+
    it("a stalled server: kind timeout after the total timeout", function()
       server:fault{ mode = "stall" }
       local a = call("get_customers_by_external_id", { externalId = "x" }, "ngx", { client = { timeout = 1 } })

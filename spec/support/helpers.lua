@@ -29,4 +29,29 @@ function M.run_lua(code, env)
    return out
 end
 
+--- A loopback port where a TCP connect never completes: a listener with a backlog of 0 that
+-- never accepts, its accept queue filled by one connection, so the kernel drops every further
+-- SYN and a client's connect waits until its own timeout. Returns port and a close function
+-- (call it; the sockets also close when collected).
+function M.full_backlog()
+   local socket = require "socket"
+   local listener = assert(socket.tcp())
+   assert(listener:bind("127.0.0.1", 0))
+   assert(listener:listen(0))
+   local _, port = listener:getsockname()
+   local fillers = {}
+   for _ = 1, 8 do   -- the queue holds backlog + 1; the first connect that times out proves it full
+      local c = assert(socket.tcp())
+      c:settimeout(0.2)
+      fillers[#fillers + 1] = c
+      if not c:connect("127.0.0.1", port) then
+         return port, function()
+            for _, f in ipairs(fillers) do f:close() end
+            listener:close()
+         end
+      end
+   end
+   error("full_backlog: the accept queue never filled")
+end
+
 return M
