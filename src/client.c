@@ -256,6 +256,11 @@ int calypso_client_new(lua_State *L)
     c->account_json_len = aj_len;
     c->url = dup_bytes(o.base_url, o.base_len, sizeof CALYPSO_API_PREFIX + MAX_PATH);
     c->base_len = o.base_len;
+    if (c->url != NULL) {   /* "https://host/base" keeps /base in the request target */
+        const char *authority = strstr(c->url, "://") + 3;
+        const char *base_path = memchr(authority, '/', (size_t)(c->url + c->base_len - authority));
+        c->target_off = base_path != NULL ? (size_t)(base_path - c->url) : c->base_len;
+    }
     c->exact_amounts = o.exact_amounts;
     c->scratch.limit = (size_t)o.max_response + (size_t)o.max_response / 4;   /* quotes added */
     c->request.limit = 8 * MAX_REQUEST;   /* JSON escaping can grow strings up to 6x */
@@ -519,10 +524,10 @@ void calypso_client_response(calypso_http *h, CURLcode rc, calypso_response *r)
     }
 }
 
-/* prepare: validates the payload at pidx, encodes it once, wraps it in the
- * envelope and signs those bytes. On success leaves the body on top of the
- * stack, fills sign_hex and returns 0; otherwise pushes nil, message, err
- * and returns 3. */
+/* prepare: validates the payload at pidx, writes it in the envelope into
+ * c->request and signs those bytes. On success fills sign_hex and returns 0
+ * (the stack is settled to pidx); otherwise pushes nil, message, err and
+ * returns 3. */
 int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
                            const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX])
 {
@@ -706,13 +711,8 @@ static int client_prepare_http(lua_State *L)
     if (calypso_client_prepare(L, c, ep, ep != NULL ? ep->name : path, 4, sign_hex) != 0)
         return 3;
     /* the request target: any path of the base URL, then the operation's */
-    target = set_path(c, ep, path, pathlen);
-    {
-        const char *authority = strstr(c->url, "://") + 3;
-        const char *base_path = memchr(authority, '/', (size_t)(c->url + c->base_len - authority));
-        if (base_path != NULL)
-            target = base_path;
-    }
+    set_path(c, ep, path, pathlen);
+    target = c->url + c->target_off;
     lenlen = calypso_format_int(len, (long long)c->request.len);
     calypso_buf_clear(w);
     if (calypso_buf_append(w, "POST ", 5) != 0 ||

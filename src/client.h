@@ -18,6 +18,8 @@ typedef struct calypso_client {
     size_t account_json_len;
     char *url;                  /* base URL, then room for the longest path */
     size_t base_len;
+    size_t target_off;          /* where the HTTP request target starts in url: the base
+                                   URL's own path, else the operation's (base_len) */
     char key_hint[16];          /* first chars of the public key, for tostring */
     char key[260];              /* the public key (not a secret), for other transports */
     char user_agent[320];

@@ -90,6 +90,15 @@ static int fail(walk *w, const char *what)
     return -1;
 }
 
+/* Counts n more bytes of string data against the payload's budget. */
+static int charge(walk *w, size_t n)
+{
+    if (n > w->max_bytes - w->bytes)
+        return fail(w, "payload is too large");
+    w->bytes += n;
+    return 0;
+}
+
 /* Appends a key to the path: printable ASCII only, shortened, so a hostile key
  * can neither break the one-line message nor make it huge. */
 static size_t path_push_key(walk *w, const char *k, size_t kn)
@@ -165,9 +174,8 @@ static int string_ok(lua_State *L, int idx, walk *w)
 {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    if (n > w->max_bytes - w->bytes)
-        return fail(w, "payload is too large");
-    w->bytes += n;
+    if (charge(w, n) != 0)
+        return -1;
     if (!calypso_utf8_valid(s, n))
         return fail(w, "string is not valid UTF-8");
     return 0;
@@ -192,11 +200,10 @@ static int table_ok(lua_State *L, int idx, int depth, walk *w)
             const char *k = lua_tolstring(L, -2, &kn);
             has_string = 1;
             old = path_push_key(w, k, kn);
-            if (kn > w->max_bytes - w->bytes) {
+            if (charge(w, kn) != 0) {
                 lua_pop(L, 2);
-                return fail(w, "payload is too large");
+                return -1;
             }
-            w->bytes += kn;
             if (!calypso_utf8_valid(k, kn)) {
                 lua_pop(L, 2);
                 return fail(w, "key is not valid UTF-8");
@@ -280,12 +287,10 @@ static int write_string(lua_State *L, int idx, walk *w)
 {
     static const char hex[] = "0123456789abcdef";
     size_t n, i, run = 0;
-    const char *s = lua_tolstring(L, idx, &n);
-    if (n > w->max_bytes - w->bytes)
-        return fail(w, "payload is too large");
-    w->bytes += n;
-    if (!calypso_utf8_valid(s, n))
-        return fail(w, "string is not valid UTF-8");
+    const char *s;
+    if (string_ok(L, idx, w) != 0)   /* the budget and UTF-8, as for any string */
+        return -1;
+    s = lua_tolstring(L, idx, &n);
     put(L, w, "\"", 1);
     for (i = 0; i < n; i++) {
         unsigned char c;
@@ -358,9 +363,8 @@ static int write_field(lua_State *L, int idx, const calypso_field *f, walk *w)
             char quoted[38];
             if (!calypso_is_uuid(s, n))
                 return fail(w, "must be a UUID (8-4-4-4-12 hex digits)");
-            if (n > w->max_bytes - w->bytes)
-                return fail(w, "payload is too large");
-            w->bytes += n;
+            if (charge(w, n) != 0)
+                return -1;
             /* hex digits and dashes: nothing to check or escape */
             quoted[0] = quoted[37] = '"';
             memcpy(quoted + 1, s, 36);

@@ -141,7 +141,6 @@ function M.new(core, opts)
       scheme = scheme, host = connect_host, port = port,
       tls = scheme == "https",
       verify = not insecure,
-      pool = pool,
       pool_size = pool_size,
       connect_options = { pool = pool, pool_size = pool_size },
       keepalive_ms = keepalive and floor(keepalive * 1000) or nil,
