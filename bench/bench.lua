@@ -81,6 +81,9 @@ local MODULE54 = ("%s lua5.4 bench/module.lua %s %s %s %%d"):format(CPATH54, HTT
 local MODULEJIT = ("%s luajit bench/module.lua %s %s %s %%d"):format(CPATHJIT, HTTP, KEY, SECRET)
 local PEER = ("luajit bench/peer_luacurl.lua %s %s %s %%d"):format(HTTP, KEY, SECRET)
 local PEER_HTTP = ("luajit bench/peer_luahttp.lua %s %s %s %%d"):format(HTTP, KEY, SECRET)
+local HTTPS_FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d %s"):format(HTTPS, KEY, SECRET, CA)
+local HTTPS54 = ("%s lua5.4 bench/module.lua %s %s %s %%d %s"):format(CPATH54, HTTPS, KEY, SECRET, CA)
+local HTTPSJIT = ("%s luajit bench/module.lua %s %s %s %%d %s"):format(CPATHJIT, HTTPS, KEY, SECRET, CA)
 local contenders = {
    { name = "C floor (libcurl + mbedTLS, HTTP)", floor = "http", cmd = FLOOR },
    { name = "C floor, profiled (CURLU, HMAC states)", vs = "http", cmd = FLOOR_TUNED },
@@ -90,12 +93,9 @@ local contenders = {
    { name = "peer: lua-http + luaossl + cjson, LuaJIT", vs = "http", cmd = PEER_HTTP },
    { name = "OpenResty: cosocket loop, same signing", floor = "openresty", cmd = OR .. "raw'" },
    { name = "OpenResty: calypso.transport.ngx", vs = "openresty", cmd = OR .. "transport'" },
-   { name = "C floor (libcurl + mbedTLS, HTTPS)", floor = "https",
-     cmd = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d %s"):format(HTTPS, KEY, SECRET, CA) },
-   { name = "calypso.purse, Lua 5.4, HTTPS", vs = "https",
-     cmd = ("%s lua5.4 bench/module.lua %s %s %s %%d %s"):format(CPATH54, HTTPS, KEY, SECRET, CA) },
-   { name = "calypso.purse, LuaJIT, HTTPS", vs = "https",
-     cmd = ("%s luajit bench/module.lua %s %s %s %%d %s"):format(CPATHJIT, HTTPS, KEY, SECRET, CA) },
+   { name = "C floor (libcurl + mbedTLS, HTTPS)", floor = "https", cmd = HTTPS_FLOOR },
+   { name = "calypso.purse, Lua 5.4, HTTPS", vs = "https", cmd = HTTPS54 },
+   { name = "calypso.purse, LuaJIT, HTTPS", vs = "https", cmd = HTTPSJIT },
 }
 
 local ok, err = pcall(function()
@@ -158,9 +158,6 @@ local ok, err = pcall(function()
          local digits = (out:match("I%s+refs:%s+([%d,]+)") or ""):gsub(",", "")
          return tonumber(digits) or error("callgrind: " .. out)
       end
-      local HTTPS_FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d %s"):format(HTTPS, KEY, SECRET, CA)
-      local HTTPS54 = ("%s lua5.4 bench/module.lua %s %s %s %%d %s"):format(CPATH54, HTTPS, KEY, SECRET, CA)
-      local HTTPSJIT = ("%s luajit bench/module.lua %s %s %s %%d %s"):format(CPATHJIT, HTTPS, KEY, SECRET, CA)
       local floor_refs
       for _, c in ipairs{ { "C floor, HTTP", FLOOR, true }, { "C floor, profiled, HTTP", FLOOR_TUNED },
                           { "calypso.purse, Lua 5.4, HTTP", MODULE54 }, { "calypso.purse, LuaJIT, HTTP", MODULEJIT },

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <curl/curl.h>
 #include <mbedtls/md.h>
+#include "hmac_state.h"
 
 static size_t sink(char *p, size_t size, size_t n, void *ud)
 {
@@ -42,24 +43,24 @@ static double now(clockid_t clk)
 
 int main(int argc, char **argv)
 {
-    static const char hexd[] = "0123456789abcdef";
     const char *url, *key, *secret, *ca;
     long count, i, status = 0;
-    char body[512], header[200], mac_hex[129];
+    char body[512], header[200];
     unsigned char mac[64];
     size_t received = 0;
     struct curl_slist *hdrs = NULL, *sign_node;
-    mbedtls_md_context_t md, inner, outer;
+    mbedtls_md_context_t md;
+    hmac_state states;
     double t0, c0;
     CURL *e;
     CURLU *parsed = NULL;
-    int curlu = 0, hmac_state = 0;
+    int curlu = 0, use_states = 0;
 
     for (; argc > 1 && strncmp(argv[1], "--", 2) == 0; argv++, argc--) {
         if (strcmp(argv[1], "--curlu") == 0)
             curlu = 1;
         else if (strcmp(argv[1], "--hmac-state") == 0)
-            hmac_state = 1;
+            use_states = 1;
         else
             argc = 0;   /* unknown option: usage */
     }
@@ -75,32 +76,12 @@ int main(int argc, char **argv)
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     mbedtls_md_init(&md);
-    mbedtls_md_init(&inner);
-    mbedtls_md_init(&outer);
-    if (!hmac_state) {
+    if (!use_states) {
         mbedtls_md_setup(&md, mbedtls_md_info_from_type(MBEDTLS_MD_SHA512), 1);
         mbedtls_md_hmac_starts(&md, (const unsigned char *)secret, strlen(secret));
-    } else {   /* RFC 2104 pads; the bench secrets are shorter than a block */
-        unsigned char pad[128];
-        size_t j, keylen = strlen(secret);
-        const mbedtls_md_info_t *sha512 = mbedtls_md_info_from_type(MBEDTLS_MD_SHA512);
-        if (keylen > sizeof pad) {
-            fprintf(stderr, "floor: --hmac-state takes a secret of at most 128 bytes\n");
-            return 2;
-        }
-        mbedtls_md_setup(&md, sha512, 0);
-        mbedtls_md_setup(&inner, sha512, 0);
-        mbedtls_md_setup(&outer, sha512, 0);
-        memset(pad, 0x36, sizeof pad);
-        for (j = 0; j < keylen; j++)
-            pad[j] ^= (unsigned char)secret[j];
-        mbedtls_md_starts(&inner);
-        mbedtls_md_update(&inner, pad, sizeof pad);
-        memset(pad, 0x5c, sizeof pad);
-        for (j = 0; j < keylen; j++)
-            pad[j] ^= (unsigned char)secret[j];
-        mbedtls_md_starts(&outer);
-        mbedtls_md_update(&outer, pad, sizeof pad);
+    } else if (hmac_state_init(&states, (const unsigned char *)secret, strlen(secret)) != 0) {
+        fprintf(stderr, "floor: --hmac-state cannot key the HMAC (a secret over 128 bytes?)\n");
+        return 2;
     }
 
     snprintf(header, sizeof header, "Key: %s", key);
@@ -140,30 +121,21 @@ int main(int argc, char **argv)
     c0 = now(CLOCK_PROCESS_CPUTIME_ID);
     for (i = 0; i < count; i++) {
         struct timespec ts;
-        int n, k;
+        int n;
         CURLcode rc;
         clock_gettime(CLOCK_REALTIME, &ts);
         n = snprintf(body, sizeof body,
                      "{\"account\":\"0xc195df92dd9db2a8f28e597981f113d6e7582f8b\",\"timestamp\":%lld,"
                      "\"payload\":{\"customerId\":\"3fa85f64-5717-4562-b3fc-2c963f66afa6\"}}",
                      (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-        if (!hmac_state) {
+        if (!use_states) {
             mbedtls_md_hmac_reset(&md);
             mbedtls_md_hmac_update(&md, (const unsigned char *)body, (size_t)n);
             mbedtls_md_hmac_finish(&md, mac);
         } else {
-            mbedtls_md_clone(&md, &inner);
-            mbedtls_md_update(&md, (const unsigned char *)body, (size_t)n);
-            mbedtls_md_finish(&md, mac);
-            mbedtls_md_clone(&md, &outer);
-            mbedtls_md_update(&md, mac, sizeof mac);
-            mbedtls_md_finish(&md, mac);
+            hmac_state_sign(&states, (const unsigned char *)body, (size_t)n, mac);
         }
-        for (k = 0; k < 64; k++) {
-            mac_hex[2 * k] = hexd[mac[k] >> 4];
-            mac_hex[2 * k + 1] = hexd[mac[k] & 15];
-        }
-        memcpy(sign_node->data + 6, mac_hex, 128);
+        mac_hex(mac, sign_node->data + 6);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)n);
         rc = curl_easy_perform(e);
@@ -179,8 +151,8 @@ int main(int argc, char **argv)
     curl_url_cleanup(parsed);
     curl_slist_free_all(hdrs);
     mbedtls_md_free(&md);
-    mbedtls_md_free(&inner);
-    mbedtls_md_free(&outer);
+    if (use_states)
+        hmac_state_free(&states);
     curl_global_cleanup();
     return 0;
 }

@@ -22,45 +22,32 @@
 #include <time.h>
 #include <mbedtls/md.h>
 #include "../src/sign.h"
+#include "hmac_state.h"
 
 #define SECRET "b823a6b9ea72408583cef9ec8d67fa52"
 #define ENVELOPE "{\"account\":\"0xc195df92dd9db2a8f28e597981f113d6e7582f8b\",\"timestamp\":1764052517000," \
                  "\"payload\":{\"customerId\":\"3fa85f64-5717-4562-b3fc-2c963f66afa6\"}}"
 
 static const mbedtls_md_info_t *sha512;
-static mbedtls_md_context_t keyed, inner, outer, work;
+static mbedtls_md_context_t keyed;
+static hmac_state states;
 static calypso_signer signer;
 static unsigned char envelope[sizeof ENVELOPE];
 static size_t envelope_len = sizeof ENVELOPE - 1;
 static volatile unsigned char sink;   /* keeps the output observable */
 
-static void hex(const unsigned char *mac, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    int k;
-    for (k = 0; k < 64; k++) {
-        out[2 * k] = digits[mac[k] >> 4];
-        out[2 * k + 1] = digits[mac[k] & 15];
-    }
-}
-
 static void way_floor(char *out)
 {
     unsigned char mac[64];
-    mbedtls_md_clone(&work, &inner);
-    mbedtls_md_update(&work, envelope, envelope_len);
-    mbedtls_md_finish(&work, mac);
-    mbedtls_md_clone(&work, &outer);
-    mbedtls_md_update(&work, mac, sizeof mac);
-    mbedtls_md_finish(&work, mac);
-    hex(mac, out);
+    hmac_state_sign(&states, envelope, envelope_len, mac);
+    mac_hex(mac, out);
 }
 
 static void way_sha512(char *out)
 {
     unsigned char mac[64];
     mbedtls_md(sha512, envelope, envelope_len, mac);
-    hex(mac, out);
+    mac_hex(mac, out);
 }
 
 static void way_md_hmac_reset(char *out)
@@ -69,14 +56,14 @@ static void way_md_hmac_reset(char *out)
     mbedtls_md_hmac_reset(&keyed);
     mbedtls_md_hmac_update(&keyed, envelope, envelope_len);
     mbedtls_md_hmac_finish(&keyed, mac);
-    hex(mac, out);
+    mac_hex(mac, out);
 }
 
 static void way_md_hmac(char *out)
 {
     unsigned char mac[64];
     mbedtls_md_hmac(sha512, (const unsigned char *)SECRET, sizeof SECRET - 1, envelope, envelope_len, mac);
-    hex(mac, out);
+    mac_hex(mac, out);
 }
 
 static void way_calypso(char *out)
@@ -130,31 +117,17 @@ static double median(double *v, int n, double *lo, double *hi)
 
 static void setup(void)
 {
-    unsigned char pad[128];
-    size_t j, keylen = sizeof SECRET - 1;
+    size_t keylen = sizeof SECRET - 1;
     memcpy(envelope, ENVELOPE, sizeof ENVELOPE);
     sha512 = mbedtls_md_info_from_type(MBEDTLS_MD_SHA512);
     mbedtls_md_init(&keyed);
-    mbedtls_md_init(&inner);
-    mbedtls_md_init(&outer);
-    mbedtls_md_init(&work);
-    if (mbedtls_md_setup(&keyed, sha512, 1) != 0 || mbedtls_md_setup(&inner, sha512, 0) != 0 ||
-        mbedtls_md_setup(&outer, sha512, 0) != 0 || mbedtls_md_setup(&work, sha512, 0) != 0 ||
+    if (mbedtls_md_setup(&keyed, sha512, 1) != 0 ||
         mbedtls_md_hmac_starts(&keyed, (const unsigned char *)SECRET, keylen) != 0 ||
+        hmac_state_init(&states, (const unsigned char *)SECRET, keylen) != 0 ||
         calypso_signer_init(&signer, (const unsigned char *)SECRET, keylen) != 0) {
         fprintf(stderr, "sign: mbedTLS setup failed\n");
         exit(2);
     }
-    memset(pad, 0x36, sizeof pad);
-    for (j = 0; j < keylen; j++)
-        pad[j] ^= (unsigned char)SECRET[j];
-    mbedtls_md_starts(&inner);
-    mbedtls_md_update(&inner, pad, sizeof pad);
-    memset(pad, 0x5c, sizeof pad);
-    for (j = 0; j < keylen; j++)
-        pad[j] ^= (unsigned char)SECRET[j];
-    mbedtls_md_starts(&outer);
-    mbedtls_md_update(&outer, pad, sizeof pad);
 }
 
 /* Every HMAC way must print the same Sign, or its figure means nothing. */
@@ -222,8 +195,6 @@ int main(int argc, char **argv)
     }
     calypso_signer_free(&signer);
     mbedtls_md_free(&keyed);
-    mbedtls_md_free(&inner);
-    mbedtls_md_free(&outer);
-    mbedtls_md_free(&work);
+    hmac_state_free(&states);
     return 0;
 }
