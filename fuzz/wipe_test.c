@@ -3,8 +3,8 @@
  * for every shared library, libmbedcrypto included); while `watching`, every freed block is
  * scanned for the secret itself, for its HMAC ipad/opad (key ^ 0x36, key ^ 0x5c), and for the
  * SHA-512 states after absorbing each padded key block: the forms in which the core holds it
- * (the signer keeps only those two states; anyone holding them can sign). A negative control first proves the detector sees an
- * unwiped copy. Run by spec/secrets_spec.lua through fuzz/wipe_test.sh.
+ * (the signer keeps only those two states; anyone holding them can sign). Negative controls
+ * first prove the detector sees an unwiped copy. Run by spec/secrets_spec.lua through fuzz/wipe_test.sh.
  * Exit 0 and "0 held the secret" on success. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -83,6 +83,22 @@ static void padded_key_state(unsigned char pad, unsigned char *out)
     mbedtls_sha512_free(&x);
 }
 
+/* Negative control: frees a block holding needle at offset `at` while watching;
+ * 1 when the detector counted it. */
+static int detects(const void *needle, size_t len, size_t at)
+{
+    unsigned long before = held;
+    unsigned char *copy = malloc(at + len + 64);
+    if (copy == NULL)
+        return 0;
+    memset(copy, 0, at + len + 64);
+    memcpy(copy + at, needle, len);
+    watching = 1;
+    free(copy);
+    watching = 0;
+    return held == before + 1;
+}
+
 static void run(lua_State *L, const char *code)
 {
     if (luaL_dostring(L, code) != 0) {
@@ -94,7 +110,6 @@ static void run(lua_State *L, const char *code)
 int main(void)
 {
     size_t i;
-    unsigned char *copy;
     calypso_signer s;
     char hex[CALYPSO_SIGN_HEX];
     lua_State *L;
@@ -109,25 +124,12 @@ int main(void)
     padded_key_state(0x36, inner_state);
     padded_key_state(0x5c, outer_state);
 
-    /* Negative control: an unwiped ipad copy must be seen. */
-    copy = malloc(256);
-    memset(copy, 0, 256);
-    memcpy(copy + 17, ipad, SECRET_LEN);
-    watching = 1;
-    free(copy);
-    watching = 0;
-    if (held != 1) {
+    /* An unwiped ipad copy must be seen, and so must an unwiped inner hash state. */
+    if (!detects(ipad, SECRET_LEN, 17)) {
         printf("wipe_test: the detector missed an unwiped copy\n");
         return 1;
     }
-    /* ... and so must an unwiped inner hash state. */
-    copy = malloc(512);
-    memset(copy, 0, 512);
-    memcpy(copy + 216, inner_state, sizeof inner_state);
-    watching = 1;
-    free(copy);
-    watching = 0;
-    if (held != 2) {
+    if (!detects(inner_state, sizeof inner_state, 216)) {
         printf("wipe_test: the detector missed an unwiped hash state\n");
         return 1;
     }
