@@ -27,9 +27,13 @@ typedef struct calypso_http_opts {
     int insecure;               /* 1: skip TLS verification (explicit opt-in only) */
 } calypso_http_opts;
 
+/* Request bodies longer than this carry the "Expect:" header node. */
+#define CALYPSO_EXPECT_FROM 1024
+
 typedef struct calypso_http {
     CURL *easy;
-    struct curl_slist *headers;
+    struct curl_slist *headers;     /* owned; its first node is "Expect:" */
+    struct curl_slist *headers_set; /* what libcurl holds: headers or headers->next */
     char *sign_value;           /* the 128 hex bytes inside the Sign header node */
     calypso_buf body;
     long status;

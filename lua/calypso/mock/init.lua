@@ -183,7 +183,8 @@ function Handle:config(args)
   return control(self, "POST", "/_mock/config", args or {})
 end
 
---- The last 200 API requests, oldest first: { {method, path, headers, body}, ... }.
+--- The last 200 API requests, oldest first: { {method, path, headers, header_names, body}, ... }
+-- (headers: lowercased names to values; header_names: the names as sent, in order).
 function Handle:requests()
   live(self, "requests")
   return control(self, "GET", "/_mock/requests")

@@ -26,7 +26,7 @@ local gettime, socket_select = socket.gettime, socket.select
 
 local MAX_HEAD = 64 * 1024          -- request line + headers
 local MAX_HEADERS = 100
-local MAX_BODY = 1024 * 1024
+local MAX_BODY = 16 * 1024 * 1024 -- the largest request the client can build (~8 MiB) fits
 local RECV_SIZE = 64 * 1024
 local IDLE_TIMEOUT = 60             -- seconds a connection may sit in head/body without data
 local DRAIN_TIMEOUT = 2             -- seconds we wait for the peer to close after our answer
@@ -81,22 +81,24 @@ end
 
 local TOKEN = "[%w!#$%%&'*+%-.^_`|~]+"
 
--- Parses header lines into a table with lowercased names (repeats joined with ", ").
+-- Parses header lines into a table with lowercased names (repeats joined with ", "), and
+-- the names as sent, in order.
 local function parse_header_lines(text)
   if text:gsub("\r\n", ""):find("[\r\n]") then
     return nil -- bare CR or LF: refuse rather than guess where lines end
   end
-  local headers, count = {}, 0
+  local headers, names, count = {}, json.array(), 0
   for line in text:gmatch("([^\r\n]*)\r\n") do
     local name, value = line:match("^(" .. TOKEN .. "):[ \t]*(.-)[ \t]*$")
     count = count + 1
     if not name or count > MAX_HEADERS then
       return nil
     end
+    names[count] = name
     name = name:lower()
     headers[name] = headers[name] and headers[name] .. ", " .. value or value
   end
-  return headers
+  return headers, names
 end
 
 -- Framing and connection semantics of a parsed head; returns nil and an HTTP status on error.
@@ -133,13 +135,16 @@ local function parse_head(buf)
   local first_end = buf:find("\r\n", 1, true)
   local method, target, major, minor =
     buf:sub(1, first_end - 1):match("^(%u+) (%S+) HTTP/(%d)%.(%d)$")
-  local headers = method and parse_header_lines(buf:sub(first_end + 2, stop + 1))
+  local headers, names
+  if method then
+    headers, names = parse_header_lines(buf:sub(first_end + 2, stop + 1))
+  end
   if not headers or major ~= "1" then
     return nil, nil, 400
   end
   local req, status = check_framing({
     method = method, target = target, path = target:gsub("%?.*$", ""),
-    minor = tonumber(minor), headers = headers,
+    minor = tonumber(minor), headers = headers, header_names = names,
   })
   if not req then
     return nil, nil, status
@@ -526,7 +531,8 @@ end
 -- Appends an API request to the ring buffer of the last RECORD_LIMIT requests.
 function Server:record(req)
   local body = req.body
-  local rec = { method = req.method, path = req.target, headers = req.headers, body = body }
+  local rec = { method = req.method, path = req.target, headers = req.headers,
+                header_names = req.header_names, body = body }
   if #body > RECORD_BODY_LIMIT then
     rec.body, rec.truncated = body:sub(1, RECORD_BODY_LIMIT), true
   end
