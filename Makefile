@@ -58,10 +58,10 @@ rock:
 	@echo "rock: calypso-purse installed into $(BUILD)/rocks for Lua $(LUA_VERSION)"
 
 # Speed and memory figures against a private loopback nginx (see bench/bench.lua;
-# BENCH_ROUNDS, BENCH_CALLS, BENCH_MEMORY_CALLS, BENCH_MEMORY_SECONDS bound it).
+# BENCH_PAIRS, BENCH_BURST, BENCH_MEMORY_CALLS, BENCH_MEMORY_SECONDS bound it).
 bench: deps build
 	$(MAKE) -s build LUA_VERSION=jit
-	$(CC) -O2 -o bench/floor bench/floor.c -I$(CURL_INCDIR) -lcurl -lmbedcrypto
+	$(CC) -std=c99 -O2 -o bench/floor bench/floor.c -I$(CURL_INCDIR) -lcurl -lmbedcrypto
 	$(CC) -std=c99 -O2 -o bench/sign bench/sign.c src/sign.c -lmbedcrypto
 	lua5.4 bench/bench.lua
 

@@ -1,19 +1,23 @@
 -- bench.lua: `make bench`. Starts a private loopback nginx that answers every
 -- Customer Purse call with a fixed 150-byte customer (HTTP and HTTPS with a
--- local CA), then runs each contender for several rounds, each run right next
--- to a run of its floor, and prints one table: median calls/s, spread, client
--- CPU per call, and paired ratios to the floor. Then the batch, signing,
--- callgrind and memory figures. Bounded: ROUNDS x CALLS per contender.
---   lua5.4 bench/bench.lua            (env: BENCH_ROUNDS=15 BENCH_CALLS=10000
+-- local CA), then compares each contender with its floor in lockstep: both
+-- stay running, and the bench alternates bursts of BENCH_BURST calls between
+-- them (a few milliseconds apart, every other pair contender first), with the
+-- server's nginx worker and both clients on CPU 0 ("same core"), then with the
+-- clients on CPU 1 ("other core"). It prints median calls/s, client CPU per
+-- call and the paired ratios (median and quartiles), then the batch, signing,
+-- callgrind and memory figures. Bounded: BENCH_PAIRS x 2 bursts per contender.
+--   lua5.4 bench/bench.lua            (env: BENCH_PAIRS=200 BENCH_BURST=200
 --                                      BENCH_INSTR_CALLS=2000, 0 skips callgrind)
 package.path = "./?.lua;" .. package.path
 
-local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 15
+local PAIRS = tonumber(os.getenv("BENCH_PAIRS") or "") or 200
+local BURST = tonumber(os.getenv("BENCH_BURST") or "") or 200
+local ROUNDS = 15   -- client:batch rounds
 local MEMORY_CALLS = tonumber(os.getenv("BENCH_MEMORY_CALLS") or "") or 1000000
 local MEMORY_SECONDS = tonumber(os.getenv("BENCH_MEMORY_SECONDS") or "") or 180
 local INSTR_CALLS = tonumber(os.getenv("BENCH_INSTR_CALLS") or "") or 2000
 local batch, memory, instr, signing, sign_instr
-local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 10000
 local KEY, SECRET = "c529e14832b34b74972365cf7bf02430", "b823a6b9ea72408583cef9ec8d67fa52"
 local CUSTOMER = '{"id":"3fa85f64-5717-4562-b3fc-2c963f66afa6","email":"alice@example.com",' ..
                  '"description":"bench customer","externalId":"user-42","blocked":false}'
@@ -32,7 +36,7 @@ sh(("(cd %s && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=calyp
     "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out srv.pem) >/dev/null 2>&1")
    :format(certs))
 sh("chmod 755 " .. certs .. " && chmod 644 " .. certs .. "/*")
-local lifetime = 120 + ROUNDS * 60 + MEMORY_SECONDS
+local lifetime = 1200 + PAIRS * 3 + MEMORY_SECONDS
 local server = support.nginx{ lua = true, port = http_port, lifetime = lifetime, http = function()
    return ([[
   lua_package_path ";;";
@@ -73,18 +77,18 @@ local CA = certs .. "/ca.pem"
 local CPATH54 = "LUA_CPATH='build/5.4/?.so;;'"
 local CPATHJIT = "LUA_CPATH='build/jit/?.so;;'"
 
-local OR = ("curl -s 'http://127.0.0.1:%d/loop?port=%d&n=%%d&mode="):format(or_port, http_port)
-local FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET)
+local OR = ("http://127.0.0.1:%d/loop?port=%d&n=%%d&mode="):format(or_port, http_port)
+local FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%s"):format(HTTP, KEY, SECRET)
 -- the floor after the fixes the module makes: URL parsed once, HMAC hash states precomputed,
 -- less libcurl work per transfer for the same request bytes
-local FLOOR_TUNED = ("bench/floor --curlu --hmac-state --lean-headers %s/api/v1/customer-purse/customer/get %s %s %%d"):format(HTTP, KEY, SECRET)
-local MODULE54 = ("%s lua5.4 bench/module.lua %s %s %s %%d"):format(CPATH54, HTTP, KEY, SECRET)
-local MODULEJIT = ("%s luajit bench/module.lua %s %s %s %%d"):format(CPATHJIT, HTTP, KEY, SECRET)
-local PEER = ("luajit bench/peer_luacurl.lua %s %s %s %%d"):format(HTTP, KEY, SECRET)
-local PEER_HTTP = ("luajit bench/peer_luahttp.lua %s %s %s %%d"):format(HTTP, KEY, SECRET)
-local HTTPS_FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%d %s"):format(HTTPS, KEY, SECRET, CA)
-local HTTPS54 = ("%s lua5.4 bench/module.lua %s %s %s %%d %s"):format(CPATH54, HTTPS, KEY, SECRET, CA)
-local HTTPSJIT = ("%s luajit bench/module.lua %s %s %s %%d %s"):format(CPATHJIT, HTTPS, KEY, SECRET, CA)
+local FLOOR_TUNED = ("bench/floor --curlu --hmac-state --lean-headers %s/api/v1/customer-purse/customer/get %s %s %%s"):format(HTTP, KEY, SECRET)
+local MODULE54 = ("%s lua5.4 bench/module.lua %s %s %s %%s"):format(CPATH54, HTTP, KEY, SECRET)
+local MODULEJIT = ("%s luajit bench/module.lua %s %s %s %%s"):format(CPATHJIT, HTTP, KEY, SECRET)
+local PEER = ("luajit bench/peer_luacurl.lua %s %s %s %%s"):format(HTTP, KEY, SECRET)
+local PEER_HTTP = ("luajit bench/peer_luahttp.lua %s %s %s %%s"):format(HTTP, KEY, SECRET)
+local HTTPS_FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%s %s"):format(HTTPS, KEY, SECRET, CA)
+local HTTPS54 = ("%s lua5.4 bench/module.lua %s %s %s %%s %s"):format(CPATH54, HTTPS, KEY, SECRET, CA)
+local HTTPSJIT = ("%s luajit bench/module.lua %s %s %s %%s %s"):format(CPATHJIT, HTTPS, KEY, SECRET, CA)
 local contenders = {
    { name = "C floor (libcurl + mbedTLS, HTTP)", floor = "http", cmd = FLOOR },
    { name = "C floor, profiled (CURLU, HMAC states, lean headers)", vs = "http", cmd = FLOOR_TUNED },
@@ -92,50 +96,97 @@ local contenders = {
    { name = "calypso.purse, LuaJIT, HTTP", vs = "http", cmd = MODULEJIT },
    { name = "peer: Lua-cURL + luaossl + cjson, LuaJIT", vs = "http", cmd = PEER },
    { name = "peer: lua-http + luaossl + cjson, LuaJIT", vs = "http", cmd = PEER_HTTP },
-   { name = "OpenResty: cosocket loop, same signing", floor = "openresty", cmd = OR .. "raw'" },
-   { name = "OpenResty: calypso.transport.ngx", vs = "openresty", cmd = OR .. "transport'" },
+   { name = "OpenResty: cosocket loop, same signing", floor = "openresty", url = OR .. "raw" },
+   { name = "OpenResty: calypso.transport.ngx", vs = "openresty", url = OR .. "transport" },
    { name = "C floor (libcurl + mbedTLS, HTTPS)", floor = "https", cmd = HTTPS_FLOOR },
    { name = "calypso.purse, Lua 5.4, HTTPS", vs = "https", cmd = HTTPS54 },
    { name = "calypso.purse, LuaJIT, HTTPS", vs = "https", cmd = HTTPSJIT },
 }
 
+-- CPU placements: the server's nginx worker always on CPU 0; the clients with it, then on
+-- the other CPU when there is one. On the same core a call is two context switches; across
+-- cores it is two cross-CPU wake-ups, whose latency this VM varies widely.
+local placements = { { name = "same core", cpu = 0 } }
+if tonumber((sh("nproc"):match("%d+"))) >= 2 then placements[2] = { name = "other core", cpu = 1 } end
+
+-- Pins the worker processes of the nginx whose pid file is `prefix`/nginx.pid.
+local function pin_nginx(srv, cpu)
+   sh(("for w in $(pgrep -P $(cat %s/nginx.pid)); do taskset -pc %d $w; done >/dev/null"):format(srv.prefix, cpu))
+end
+
+-- A running contender: run(n) makes n calls, returns seconds and CPU seconds per call.
+-- Programs read "n" lines on stdin and answer one "calls= seconds= cpu=" line (lockstep);
+-- the OpenResty rows are one request to the client nginx per burst.
+local http_request = require("socket.http").request
+local function start(c, cpu)
+   local w = {}
+   local function parse(out)
+      local n, secs, used = tostring(out):match("calls=(%d+) seconds=([%d.]+) cpu=([%d.]+)")
+      assert(n, c.name .. ": unexpected output: " .. tostring(out))
+      return tonumber(secs) / tonumber(n), tonumber(used) / tonumber(n)
+   end
+   if c.url then
+      function w.run(n) return parse(http_request(c.url:format(n))) end
+      function w.close() end
+      return w
+   end
+   local dir = sh("mktemp -d /tmp/calypso-lockstep.XXXXXX"):gsub("%s+$", "")
+   sh(("mkfifo %s/in %s/out"):format(dir, dir))
+   local env, rest = c.cmd:match("^([%u_]+='[^']*') (.*)$")   -- LUA_CPATH='...' goes first
+   os.execute(("%s taskset -c %d %s < %s/in > %s/out 2>%s/err &"):format(env or "", cpu,
+              (rest or c.cmd):format("-"), dir, dir, dir))
+   local input, output = assert(io.open(dir .. "/in", "w")), assert(io.open(dir .. "/out", "r"))
+   function w.run(n)
+      input:write(n, "\n")
+      input:flush()
+      local line = output:read("l")
+      if not line then error(c.name .. ": stopped: " .. sh("cat " .. dir .. "/err"), 0) end
+      return parse(line)
+   end
+   function w.close()   -- end of input: the program exits
+      input:close()
+      output:close()
+      sh("rm -rf " .. dir)
+   end
+   return w
+end
+
 local ok, err = pcall(function()
-   -- Each contender runs right next to a run of its floor, and its ratio is taken against
-   -- that run: this VM slows down and speeds up over seconds, and a pair a second apart sees
-   -- the same machine. (The floors' own rows collect all their runs.)
    local floors, pairs_ = {}, {}
    for _, c in ipairs(contenders) do
-      c.rate, c.cpu, c.frate, c.fcpu = {}, {}, {}, {}
       if c.floor then floors[c.floor] = c end
    end
    for _, c in ipairs(contenders) do
       if c.vs then pairs_[#pairs_ + 1] = { floor = floors[c.vs], c = c } end
    end
-   local function measure(c)
-      local out = sh(c.cmd:format(CALLS))
-      local n, secs, cpu = out:match("calls=(%d+) seconds=([%d.]+) cpu=([%d.]+)")
-      assert(n, c.name .. ": unexpected output: " .. out)
-      local rate, us = tonumber(n) / tonumber(secs), tonumber(cpu) / tonumber(n) * 1e6
-      c.rate[#c.rate + 1], c.cpu[#c.cpu + 1] = rate, us
-      return rate, us
-   end
-   -- warm-up: one short run each (also proves every contender works)
-   for _, c in ipairs(contenders) do sh(c.cmd:format(200)) end
-   for round = 1, ROUNDS do
-      -- every other round runs the pairs backwards, contender first: drift favours nobody
-      for k = 1, #pairs_ do
-         local p = pairs_[round % 2 == 1 and k or #pairs_ + 1 - k]
-         local frate, fcpu
-         if round % 2 == 1 then
-            frate, fcpu = measure(p.floor)
-            measure(p.c)
-         else
-            measure(p.c)
-            frate, fcpu = measure(p.floor)
-         end
-         p.c.frate[#p.c.frate + 1], p.c.fcpu[#p.c.fcpu + 1] = frate, fcpu
+   pin_nginx(server, 0)
+   for _, pl in ipairs(placements) do
+      pin_nginx(or_server, pl.cpu)
+      for _, c in ipairs(contenders) do
+         c[pl.name] = { rate = {}, cpu = {}, rratio = {}, cratio = {} }
       end
-      io.stderr:write(("round %d/%d done\n"):format(round, ROUNDS))
+      for _, p in ipairs(pairs_) do
+         local f, c = start(p.floor, pl.cpu), start(p.c, pl.cpu)
+         f.run(BURST)   -- warm-up: connect (and TLS handshake), first touches
+         c.run(BURST)
+         local fr, cr = p.floor[pl.name], p.c[pl.name]
+         for i = 1, PAIRS do
+            local fs, fc, cs, cc
+            if i % 2 == 1 then
+               fs, fc = f.run(BURST)
+               cs, cc = c.run(BURST)
+            else
+               cs, cc = c.run(BURST)
+               fs, fc = f.run(BURST)
+            end
+            fr.rate[#fr.rate + 1], fr.cpu[#fr.cpu + 1] = 1 / fs, fc * 1e6
+            cr.rate[#cr.rate + 1], cr.cpu[#cr.cpu + 1] = 1 / cs, cc * 1e6
+            cr.rratio[#cr.rratio + 1], cr.cratio[#cr.cratio + 1] = fs / cs, cc / fc
+         end
+         f.close()
+         c.close()
+         io.stderr:write(("%s: %s done\n"):format(pl.name, p.c.name))
+      end
    end
    signing = sh("bench/sign")
    local out = sh(("%s lua5.4 bench/batch.lua %s/delay %s %s %d"):format(CPATH54, HTTP, KEY, SECRET, ROUNDS))
@@ -202,35 +253,38 @@ local function median(t)
    return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2, s[1], s[n]
 end
 
-for _, c in ipairs(contenders) do
-   c.mrate, c.minrate, c.maxrate = median(c.rate)
-   c.mcpu = median(c.cpu)
-end
--- Ratios are paired: each run's figure over the floor run next to it, then the median (and
--- range) of those; a floor's own ratio is 1 by definition.
-for _, c in ipairs(contenders) do
-   if c.floor then
-      c.rratio, c.rlo, c.rhi, c.cratio, c.clo, c.chi = 1, 1, 1, 1, 1, 1
-   else
-      local rr, cr = {}, {}
-      for i = 1, #c.rate do
-         rr[i], cr[i] = c.rate[i] / c.frate[i], c.cpu[i] / c.fcpu[i]
-      end
-      c.rratio, c.rlo, c.rhi = median(rr)
-      c.cratio, c.clo, c.chi = median(cr)
+-- Quartiles as well as the median: a ratio pairs two bursts a few milliseconds apart.
+local function quartiles(t)
+   local s = {}
+   for i, v in ipairs(t) do s[i] = v end
+   table.sort(s)
+   local function at(q)   -- linear interpolation between closest ranks
+      local x = 1 + (#s - 1) * q
+      local lo = math.floor(x)
+      return s[lo] + (s[math.min(lo + 1, #s)] - s[lo]) * (x - lo)
    end
+   return at(0.5), at(0.25), at(0.75)
 end
-print(("%d rounds x %d sequential keep-alive calls each, every run next to a run of its floor, loopback nginx, %s")
-      :format(ROUNDS, CALLS, os.date("!%Y-%m-%d")))
-print(("%-42s %8s %13s %7s %19s %19s"):format("contender", "calls/s", "spread", "CPU us",
-      "x floor (range)", "CPU x (range)"))
-for _, c in ipairs(contenders) do
-   print(("%-42s %8.0f %6.0f-%-6.0f %7.1f %6.3f (%.2f-%.2f) %6.3f (%.2f-%.2f)"):format(c.name, c.mrate,
-         c.minrate, c.maxrate, c.mcpu, c.rratio, c.rlo, c.rhi, c.cratio, c.clo, c.chi))
+for _, pl in ipairs(placements) do
+   print(("%s: clients and the server's nginx worker on %s; %d pairs of bursts of %d sequential keep-alive calls per contender, each contender alternating with its floor, loopback nginx, %s")
+         :format(pl.name, pl.cpu == 0 and "CPU 0" or "CPU 1 and CPU 0", PAIRS, BURST, os.date("!%Y-%m-%d")))
+   print(("%-52s %8s %7s %21s %21s"):format("contender", "calls/s", "CPU us", "x floor (q1-q3)", "CPU x (q1-q3)"))
+   for _, c in ipairs(contenders) do
+      local r = c[pl.name]
+      local rate, cpu = quartiles(r.rate), quartiles(r.cpu)
+      if c.floor then
+         print(("%-52s %8.0f %7.1f %6.3f %14s %6.3f"):format(c.name, rate, cpu, 1, "", 1))
+      else
+         local rm, rlo, rhi = quartiles(r.rratio)
+         local cm, clo, chi = quartiles(r.cratio)
+         print(("%-52s %8.0f %7.1f %6.3f (%.3f-%.3f) %6.3f (%.3f-%.3f)"):format(c.name, rate, cpu,
+               rm, rlo, rhi, cm, clo, chi))
+      end
+   end
+   print()
 end
 
 local bm, bmin, bmax = median(batch.ms)
-print()
 print(("client:batch, 100 calls, server answers each after 20 ms: median %.1f ms (%.1f-%.1f over %d rounds); "
        .. "the same 100 calls sequentially: %.0f ms"):format(bm, bmin, bmax, #batch.ms, batch.sequential))
 if instr then

@@ -21,7 +21,9 @@
  *                 no proxy with an empty no-proxy list (no environment reads).
  *
  *   floor [--curlu] [--hmac-state] [--lean-headers] URL KEY SECRET COUNT [CA_FILE]
- * prints: calls=N seconds=S cpu=C  (wall time, process CPU time) */
+ * prints: calls=N seconds=S cpu=C  (wall time, process CPU time)
+ * COUNT "-" runs in lockstep: one burst of N calls per line "N" read from
+ * stdin, one result line per burst, until end of input. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,26 +50,69 @@ static double now(clockid_t clk)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+typedef struct floor_loop {
+    CURL *easy;
+    char *sign_hex;             /* the 128 hex digits inside the Sign header node */
+    int use_states;
+    mbedtls_md_context_t md;
+    hmac_state states;
+} floor_loop;
+
+/* count sequential calls; prints their wall and CPU time. Returns 0 or 1. */
+static int burst(floor_loop *f, long count)
+{
+    char body[512];
+    unsigned char mac[64];
+    long i, status = 0;
+    double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+    for (i = 0; i < count; i++) {
+        struct timespec ts;
+        int n;
+        CURLcode rc;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        n = snprintf(body, sizeof body,
+                     "{\"account\":\"0xc195df92dd9db2a8f28e597981f113d6e7582f8b\",\"timestamp\":%lld,"
+                     "\"payload\":{\"customerId\":\"3fa85f64-5717-4562-b3fc-2c963f66afa6\"}}",
+                     (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        if (!f->use_states) {
+            mbedtls_md_hmac_reset(&f->md);
+            mbedtls_md_hmac_update(&f->md, (const unsigned char *)body, (size_t)n);
+            mbedtls_md_hmac_finish(&f->md, mac);
+        } else {
+            hmac_state_sign(&f->states, (const unsigned char *)body, (size_t)n, mac);
+        }
+        mac_hex(mac, f->sign_hex);
+        curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE, (long)n);
+        rc = curl_easy_perform(f->easy);
+        curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (rc != CURLE_OK || status != 200) {
+            fprintf(stderr, "floor: call %ld failed: %s (HTTP %ld)\n", i, curl_easy_strerror(rc), status);
+            return 1;
+        }
+    }
+    printf("calls=%ld seconds=%.6f cpu=%.6f\n", count, now(CLOCK_MONOTONIC) - t0,
+           now(CLOCK_PROCESS_CPUTIME_ID) - c0);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *url, *key, *secret, *ca;
-    long count, i, status = 0;
-    char body[512], header[200];
-    unsigned char mac[64];
+    char header[200];
     size_t received = 0;
     struct curl_slist *hdrs = NULL, *sign_node;
-    mbedtls_md_context_t md;
-    hmac_state states;
-    double t0, c0;
+    floor_loop f;
     CURL *e;
     CURLU *parsed = NULL;
-    int curlu = 0, use_states = 0, lean = 0;
+    int curlu = 0, lean = 0, failed;
 
+    memset(&f, 0, sizeof f);
     for (; argc > 1 && strncmp(argv[1], "--", 2) == 0; argv++, argc--) {
         if (strcmp(argv[1], "--curlu") == 0)
             curlu = 1;
         else if (strcmp(argv[1], "--hmac-state") == 0)
-            use_states = 1;
+            f.use_states = 1;
         else if (strcmp(argv[1], "--lean-headers") == 0)
             lean = 1;
         else
@@ -80,15 +125,14 @@ int main(int argc, char **argv)
     url = argv[1];
     key = argv[2];
     secret = argv[3];
-    count = atol(argv[4]);
     ca = argc > 5 ? argv[5] : NULL;
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    mbedtls_md_init(&md);
-    if (!use_states) {
-        mbedtls_md_setup(&md, mbedtls_md_info_from_type(MBEDTLS_MD_SHA512), 1);
-        mbedtls_md_hmac_starts(&md, (const unsigned char *)secret, strlen(secret));
-    } else if (hmac_state_init(&states, (const unsigned char *)secret, strlen(secret)) != 0) {
+    mbedtls_md_init(&f.md);
+    if (!f.use_states) {
+        mbedtls_md_setup(&f.md, mbedtls_md_info_from_type(MBEDTLS_MD_SHA512), 1);
+        mbedtls_md_hmac_starts(&f.md, (const unsigned char *)secret, strlen(secret));
+    } else if (hmac_state_init(&f.states, (const unsigned char *)secret, strlen(secret)) != 0) {
         fprintf(stderr, "floor: --hmac-state cannot key the HMAC (a secret over 128 bytes?)\n");
         return 2;
     }
@@ -134,42 +178,25 @@ int main(int argc, char **argv)
     if (ca)
         curl_easy_setopt(e, CURLOPT_CAINFO, ca);
 
-    t0 = now(CLOCK_MONOTONIC);
-    c0 = now(CLOCK_PROCESS_CPUTIME_ID);
-    for (i = 0; i < count; i++) {
-        struct timespec ts;
-        int n;
-        CURLcode rc;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        n = snprintf(body, sizeof body,
-                     "{\"account\":\"0xc195df92dd9db2a8f28e597981f113d6e7582f8b\",\"timestamp\":%lld,"
-                     "\"payload\":{\"customerId\":\"3fa85f64-5717-4562-b3fc-2c963f66afa6\"}}",
-                     (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-        if (!use_states) {
-            mbedtls_md_hmac_reset(&md);
-            mbedtls_md_hmac_update(&md, (const unsigned char *)body, (size_t)n);
-            mbedtls_md_hmac_finish(&md, mac);
-        } else {
-            hmac_state_sign(&states, (const unsigned char *)body, (size_t)n, mac);
+    f.easy = e;
+    f.sign_hex = sign_node->data + 6;
+    if (strcmp(argv[4], "-") == 0) {
+        /* lockstep: one burst per line read, one result line per burst */
+        char line[32];
+        failed = 0;
+        while (!failed && fgets(line, sizeof line, stdin) != NULL) {
+            failed = burst(&f, atol(line));
+            fflush(stdout);
         }
-        mac_hex(mac, sign_node->data + 6);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)n);
-        rc = curl_easy_perform(e);
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        if (rc != CURLE_OK || status != 200) {
-            fprintf(stderr, "floor: call %ld failed: %s (HTTP %ld)\n", i, curl_easy_strerror(rc), status);
-            return 1;
-        }
+    } else {
+        failed = burst(&f, atol(argv[4]));
     }
-    printf("calls=%ld seconds=%.6f cpu=%.6f\n", count, now(CLOCK_MONOTONIC) - t0,
-           now(CLOCK_PROCESS_CPUTIME_ID) - c0);
     curl_easy_cleanup(e);
     curl_url_cleanup(parsed);
     curl_slist_free_all(hdrs);
-    mbedtls_md_free(&md);
-    if (use_states)
-        hmac_state_free(&states);
+    mbedtls_md_free(&f.md);
+    if (f.use_states)
+        hmac_state_free(&f.states);
     curl_global_cleanup();
-    return 0;
+    return failed;
 }
