@@ -278,6 +278,35 @@ describe("the request on the wire", function()
    end)
 end)
 
+describe("proxies", function()
+   -- a loopback port with nothing listening
+   local function closed_port()
+      local s = assert(require("socket").bind("127.0.0.1", 0))
+      local _, port = s:getsockname()
+      s:close()
+      return port
+   end
+   local function call_with(env, proxy)
+      local o = mock.client_options(server)
+      local code = ([[
+         local c = require("calypso.purse").new{ key = %q, secret = %q, account = %q, base_url = %q,
+                                                 proxy = %s, connect_timeout = 2, timeout = 5 }
+         local cust, msg, err = c:create_customer{ email = "proxy@example.com" }
+         print(cust and cust.email or err.kind)
+      ]]):format(o.key, o.secret, o.account, o.base_url, proxy and ("%q"):format(proxy) or "nil")
+      return require("support.helpers").run_lua(code, env)
+   end
+
+   it("come only from the proxy option: the environment's are ignored", function()
+      local dead = "http://127.0.0.1:" .. closed_port()
+      assert.are.equal("proxy@example.com\n",
+         call_with({ http_proxy = dead, HTTP_PROXY = dead, https_proxy = dead, ALL_PROXY = dead, all_proxy = dead }))
+      -- nor does no_proxy exempt a host from the proxy that was given
+      assert.are.equal("connect\n", call_with({ no_proxy = "127.0.0.1", NO_PROXY = "127.0.0.1" }, dead))
+      assert.are.equal("connect\n", call_with({}, dead))
+   end)
+end)
+
 describe("the calypso Lua layer", function()
    it("fills missing options from CALYPSO_* variables; given options win", function()
       local helpers = require "support.helpers"

@@ -135,10 +135,10 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
      * pick up http_proxy from the environment. */
     if (curl_easy_setopt(e, CURLOPT_PROXY, o->proxy != NULL ? o->proxy : "") != CURLE_OK)
         return "cannot set proxy";
-    /* With no proxy, no host is ever exempt from one: an empty no-proxy list
-     * also spares libcurl reading no_proxy and NO_PROXY from the environment
-     * on every transfer (two scans of environ, ~25 cache misses a call). */
-    if (o->proxy == NULL && curl_easy_setopt(e, CURLOPT_NOPROXY, "") != CURLE_OK)
+    /* Nor a no_proxy list: an empty one of ours also spares libcurl reading
+     * no_proxy and NO_PROXY from the environment on every transfer (two scans
+     * of environ, ~25 cache misses a call). */
+    if (curl_easy_setopt(e, CURLOPT_NOPROXY, "") != CURLE_OK)
         return "cannot set proxy";
     return NULL;
 }
