@@ -16,9 +16,9 @@ status=0
 LUA_CPATH="build/$v/?.so;;" CALYPSO_MOCK_LUA="$lua" \
   "$lua" /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' "$@" >"$log" 2>&1 || status=$?
 cat "$log"
-summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1 || true)
+summary=$(grep -E '^[0-9]+ successe?s? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1 || true)
 passed=$(echo "$summary" | sed -E 's#^([0-9]+) success.*#\1#')
-failed=$(echo "$summary" | sed -E 's#^[0-9]+ successes? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#' | awk '{print $1 + $2}')
+failed=$(echo "$summary" | sed -E 's#^[0-9]+ successe?s? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#' | awk '{print $1 + $2}')
 [ -n "$summary" ] || { echo "run-specs: busted printed no summary (lua $v)"; exit 1; }
 echo "lua $v: $passed passed, $failed failed"
 exit $status

@@ -38,10 +38,10 @@ CALYPSO_NGINX_SPEC=1 CALYPSO_ROCK_JIT="$root/build/rocks-jit" LUA_CPATH="build/5
   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_spec.lua "$@" \
   >"$log" 2>&1 || status=$?
 cat "$log"
-summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1 || true)
+summary=$(grep -E '^[0-9]+ successe?s? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1 || true)
 [ -n "$summary" ] || { echo "test-nginx: busted printed no summary"; echo "lua ngx: 0 passed, 1 failed"; exit 1; }
 passed=$(echo "$summary" | sed -E 's#^([0-9]+) success.*#\1#')
-failed=$(echo "$summary" | sed -E 's#^[0-9]+ successes? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#' | awk '{print $1 + $2}')
+failed=$(echo "$summary" | sed -E 's#^[0-9]+ successe?s? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#' | awk '{print $1 + $2}')
 if [ "$rock_ok" -eq 0 ]; then
   echo "test-nginx: luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1 failed"
   failed=$((failed + 1))

@@ -39,14 +39,14 @@ LUA_CPATH="build/$v/?.so;;" CALYPSO_MOCK_LUA="$lua" \
     ${VALGRIND_SPECS:-} "$@" >"$log" 2>&1
 rc=$?
 errors=$(grep -E '== ERROR SUMMARY: [0-9]+ errors' "$log" | tail -n 1 | sed -E 's/.*ERROR SUMMARY: ([0-9]+) errors.*/\1/')
-summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1)
+summary=$(grep -E '^[0-9]+ successe?s? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1)
 if [ "$rc" -ne 0 ]; then
   grep -E '^==[0-9]+==' "$log" | head -n 150
   grep -A12 -E '^(Failure|Error) ->' "$log" | head -n 80
 fi
 echo "valgrind lua $v: ${summary:-no summary}, memcheck errors ${errors:-?}, $(( $(date +%s) - start )) s"
 p=$(echo "$summary" | sed -nE 's#^([0-9]+) success.*#\1#p')
-f=$(echo "$summary" | sed -nE 's#^[0-9]+ successes? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#p' | awk '{print $1 + $2}')
+f=$(echo "$summary" | sed -nE 's#^[0-9]+ successe?s? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#p' | awk '{print $1 + $2}')
 [ "$rc" -eq 0 ] || [ "${f:-0}" -gt 0 ] || f=1   # a memcheck finding fails the run: count it
 echo "lua $v valgrind: ${p:-0} passed, ${f:-1} failed"   # counted by scripts/test.sh
 exit $rc

@@ -163,6 +163,19 @@ local function left_ms(deadline)
    return ms, ms < 1 and 1 or ms
 end
 
+-- Sets the socket's three timeouts to the time left; returns the cached time it did so at.
+-- While that clock stands still, nothing has waited since (a line that was already buffered
+-- comes back without a wait), so the timeouts still are the time left, to nginx's
+-- millisecond: readers re-arm only when it moved. Re-arming before every header line cost
+-- more than parsing the line.
+local function arm(sock, deadline)
+   local now = ngx.now()
+   local ms = floor((deadline - now) * 1000)
+   if ms < 1 then ms = 1 end
+   sock:settimeouts(ms, ms, ms)
+   return now
+end
+
 -- A failure description: kind, detail, sent, and whether a fresh connection may be tried.
 local function fail(kind, detail, sent, retry)
    return { kind = kind, detail = detail, sent = sent, retry = retry }
@@ -215,10 +228,12 @@ local function open(self, deadline, fresh)
    return sock, reused
 end
 
--- Reads one CRLF line with the time left; returns it or nil, failure.
-local function read_line(sock, deadline, what)
-   local _, ms = left_ms(deadline)
-   sock:settimeouts(ms, ms, ms)
+-- Reads one CRLF line with the time left; returns it and the time the timeouts were armed
+-- at, or nil, failure. `armed`: when they were last set (see arm; nil: set them now).
+local function read_line(sock, deadline, what, armed)
+   if ngx.now() ~= armed then
+      armed = arm(sock, deadline)
+   end
    local line, err, partial = sock:receive("*l")
    if not line then
       -- nothing at all arrived: what a dead keep-alive connection looks like
@@ -226,13 +241,14 @@ local function read_line(sock, deadline, what)
       return nil, fail(io_kind(err), tostring(err) .. " while reading " .. what, true,
          nothing and err ~= "timeout")
    end
-   return line
+   return line, armed
 end
 
--- Reads exactly n bytes with the time left.
-local function read_exact(sock, deadline, n, what)
-   local _, ms = left_ms(deadline)
-   sock:settimeouts(ms, ms, ms)
+-- Reads exactly n bytes with the time left (`armed` as for read_line).
+local function read_exact(sock, deadline, n, what, armed)
+   if ngx.now() ~= armed then
+      arm(sock, deadline)
+   end
    local data, err = sock:receive(n)
    if not data then
       return nil, fail(io_kind(err), tostring(err) .. " while reading " .. what, true)
@@ -277,24 +293,27 @@ local function header_field(line)
 end
 
 -- Reads the status line and headers. Returns a table { status, date, retry_after, length,
--- chunked, close, encoding } or nil, failure; failure.retry is set when nothing of the
--- answer arrived (a dead pooled connection shows as "closed" right here).
-local function read_head(sock, deadline)
+-- chunked, close, encoding, armed } or nil, failure; failure.retry is set when nothing of
+-- the answer arrived (a dead pooled connection shows as "closed" right here). `armed` as
+-- for read_line.
+local function read_head(sock, deadline, armed)
    local head
    for _ = 1, MAX_INTERIM do
-      local line, f = read_line(sock, deadline, "the status line")
+      local line, got = read_line(sock, deadline, "the status line", armed)
       if not line then
-         f.retry = f.retry and head == nil -- closed/reset before any answer byte
-         return nil, f
+         got.retry = got.retry and head == nil -- closed/reset before any answer byte
+         return nil, got
       end
+      armed = got
       local status, http10 = parse_status(line)
       if not status then
          return nil, fail("network", "malformed status line from the server", true)
       end
       head = { status = status, close = http10, bytes = #line }
       for _ = 1, MAX_HEADERS + 1 do
-         line, f = read_line(sock, deadline, "the response headers")
-         if not line then return nil, f end
+         line, got = read_line(sock, deadline, "the response headers", armed)
+         if not line then return nil, got end
+         armed = got
          if line == "" then break end
          head.bytes = head.bytes + #line
          head.count = (head.count or 0) + 1
@@ -329,6 +348,7 @@ local function read_head(sock, deadline)
          end
       end
       if status >= 200 then
+         head.armed = armed
          return head
       end
       -- 1xx interim answer: its headers are done, the real one follows
@@ -411,7 +431,7 @@ local function read_body(self, sock, deadline, head)
          return nil, fail("too_large", "Content-Length larger than max_response_size", true)
       end
       if head.length == 0 then return "" end
-      return read_exact(sock, deadline, head.length, "the response body")
+      return read_exact(sock, deadline, head.length, "the response body", head.armed)
    end
    head.close = true
    return read_to_close(sock, deadline, self.max)
@@ -420,15 +440,14 @@ end
 -- One attempt on one connection: send, read. Returns head, body or nil, failure (with
 -- failure.head once the status line and headers had arrived).
 local function exchange(self, sock, deadline, request)
-   local _, ms = left_ms(deadline)
-   sock:settimeouts(ms, ms, ms)
+   local armed = arm(sock, deadline)
    local ok, err = sock:send(request)
    if not ok then
       -- a dead pooled connection may refuse the request outright: a read may go again
       return nil, fail(io_kind(err), tostring(err) .. " while sending the request", true,
          err ~= "timeout")
    end
-   local head, f = read_head(sock, deadline)
+   local head, f = read_head(sock, deadline, armed)
    if not head then return nil, f end
    local body
    if head.encoding and head.encoding ~= "identity" then
