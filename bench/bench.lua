@@ -6,13 +6,16 @@
 -- server's nginx worker and both clients on CPU 0 ("same core"), then with the
 -- clients on CPU 1 ("other core"). It prints median calls/s, client CPU per
 -- call and the paired ratios (median and quartiles), then the batch, signing,
--- callgrind and memory figures. Bounded: BENCH_PAIRS x 2 bursts per contender.
---   lua5.4 bench/bench.lua            (env: BENCH_PAIRS=200 BENCH_BURST=200
+-- callgrind and memory figures. Bounded: BENCH_PAIRS x 2 bursts per contender, in
+-- BENCH_RESTARTS segments with freshly started programs.
+--   lua5.4 bench/bench.lua            (env: BENCH_PAIRS=240 BENCH_BURST=200 BENCH_RESTARTS=12
 --                                      BENCH_INSTR_CALLS=2000, 0 skips callgrind)
 package.path = "./?.lua;" .. package.path
 
-local PAIRS = tonumber(os.getenv("BENCH_PAIRS") or "") or 200
+local PAIRS = tonumber(os.getenv("BENCH_PAIRS") or "") or 240
 local BURST = tonumber(os.getenv("BENCH_BURST") or "") or 200
+local RESTARTS = tonumber(os.getenv("BENCH_RESTARTS") or "") or 12
+local per_segment = math.max(1, PAIRS // RESTARTS)   -- pairs per start
 local ROUNDS = 15   -- client:batch rounds
 local MEMORY_CALLS = tonumber(os.getenv("BENCH_MEMORY_CALLS") or "") or 1000000
 local MEMORY_SECONDS = tonumber(os.getenv("BENCH_MEMORY_SECONDS") or "") or 180
@@ -160,32 +163,39 @@ local ok, err = pcall(function()
       if c.vs then pairs_[#pairs_ + 1] = { floor = floors[c.vs], c = c } end
    end
    pin_nginx(server, 0)
+   -- Each contender's pairs come in RESTARTS segments, each with both programs started
+   -- afresh, and the segments of all contenders take turns: a program's speed depends a few
+   -- percent on where its memory happens to lie (address-space layout, cache sets), which
+   -- changes with every start, and a slow spell of the machine is spread over everyone.
+
    for _, pl in ipairs(placements) do
       pin_nginx(or_server, pl.cpu)
       for _, c in ipairs(contenders) do
          c[pl.name] = { rate = {}, cpu = {}, rratio = {}, cratio = {} }
       end
-      for _, p in ipairs(pairs_) do
-         local f, c = start(p.floor, pl.cpu), start(p.c, pl.cpu)
-         f.run(BURST)   -- warm-up: connect (and TLS handshake), first touches
-         c.run(BURST)
-         local fr, cr = p.floor[pl.name], p.c[pl.name]
-         for i = 1, PAIRS do
-            local fs, fc, cs, cc
-            if i % 2 == 1 then
-               fs, fc = f.run(BURST)
-               cs, cc = c.run(BURST)
-            else
-               cs, cc = c.run(BURST)
-               fs, fc = f.run(BURST)
+      for segment = 1, RESTARTS do
+         for _, p in ipairs(pairs_) do
+            local f, c = start(p.floor, pl.cpu), start(p.c, pl.cpu)
+            f.run(BURST)   -- warm-up: connect (and TLS handshake), first touches
+            c.run(BURST)
+            local fr, cr = p.floor[pl.name], p.c[pl.name]
+            for i = 1, per_segment do
+               local fs, fc, cs, cc
+               if i % 2 == 1 then
+                  fs, fc = f.run(BURST)
+                  cs, cc = c.run(BURST)
+               else
+                  cs, cc = c.run(BURST)
+                  fs, fc = f.run(BURST)
+               end
+               fr.rate[#fr.rate + 1], fr.cpu[#fr.cpu + 1] = 1 / fs, fc * 1e6
+               cr.rate[#cr.rate + 1], cr.cpu[#cr.cpu + 1] = 1 / cs, cc * 1e6
+               cr.rratio[#cr.rratio + 1], cr.cratio[#cr.cratio + 1] = fs / cs, cc / fc
             end
-            fr.rate[#fr.rate + 1], fr.cpu[#fr.cpu + 1] = 1 / fs, fc * 1e6
-            cr.rate[#cr.rate + 1], cr.cpu[#cr.cpu + 1] = 1 / cs, cc * 1e6
-            cr.rratio[#cr.rratio + 1], cr.cratio[#cr.cratio + 1] = fs / cs, cc / fc
+            f.close()
+            c.close()
          end
-         f.close()
-         c.close()
-         io.stderr:write(("%s: %s done\n"):format(pl.name, p.c.name))
+         io.stderr:write(("%s: segment %d/%d done\n"):format(pl.name, segment, RESTARTS))
       end
    end
    signing = sh("bench/sign")
@@ -266,8 +276,9 @@ local function quartiles(t)
    return at(0.5), at(0.25), at(0.75)
 end
 for _, pl in ipairs(placements) do
-   print(("%s: clients and the server's nginx worker on %s; %d pairs of bursts of %d sequential keep-alive calls per contender, each contender alternating with its floor, loopback nginx, %s")
-         :format(pl.name, pl.cpu == 0 and "CPU 0" or "CPU 1 and CPU 0", PAIRS, BURST, os.date("!%Y-%m-%d")))
+   print(("%s: clients and the server's nginx worker on %s; %d pairs of bursts of %d sequential keep-alive calls per contender (%d starts), each contender alternating with its floor, loopback nginx, %s")
+         :format(pl.name, pl.cpu == 0 and "CPU 0" or "CPU 1 and CPU 0", per_segment * RESTARTS, BURST,
+                 RESTARTS, os.date("!%Y-%m-%d")))
    print(("%-52s %8s %7s %21s %21s"):format("contender", "calls/s", "CPU us", "x floor (q1-q3)", "CPU x (q1-q3)"))
    for _, c in ipairs(contenders) do
       local r = c[pl.name]
