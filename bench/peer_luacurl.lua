@@ -4,14 +4,8 @@
 --   luajit peer_luacurl.lua URL KEY SECRET COUNT [CA_FILE]
 -- prints: calls=N seconds=S cpu=C (COUNT "-": lockstep, see lockstep.lua)
 local curl = require "curl"
-local hmac = require "openssl.hmac"
-local cjson = require "cjson"
-local socket = require "socket"
+local peer = require "bench.peer_common"
 local url, key, secret, ca = arg[1], arg[2], arg[3], arg[5]
-
-local function hex(s)
-   return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
 
 local chunks
 local easy = curl.easy_init()
@@ -21,25 +15,15 @@ easy:setopt(curl.OPT_NOSIGNAL, 1)
 easy:setopt(curl.OPT_WRITEFUNCTION, function(s) chunks[#chunks + 1] = s return #s end)
 if ca then easy:setopt(curl.OPT_CAINFO, ca) end
 
-local function burst(count)
-   local wall0, c0 = socket.gettime(), os.clock()
-   for i = 1, count do
-      -- plain Lua has no millisecond clock: luasocket's gettime is what users reach for
-      local body = cjson.encode{ account = "0xc195df92dd9db2a8f28e597981f113d6e7582f8b",
-                                 timestamp = math.floor(socket.gettime() * 1000),
-                                 payload = { customerId = "3fa85f64-5717-4562-b3fc-2c963f66afa6" } }
-      local sign = hex(hmac.new(secret, "sha512"):final(body))
+require("bench.lockstep")(arg[4], function(n)
+   for i = 1, n do
+      local body, sign = peer.signed_envelope(secret)
       chunks = {}
       easy:setopt(curl.OPT_HTTPHEADER, { "Key: " .. key, "Sign: " .. sign, "Content-Type: application/json",
                                          "Accept: application/json", "Expect:" })
       easy:setopt(curl.OPT_POSTFIELDS, body)
       easy:perform()
-      local ok, res = pcall(cjson.decode, table.concat(chunks))
-      if not ok or type(res) ~= "table" or not res.id then
-         io.stderr:write("peer: call ", i, " failed\n")
-         os.exit(1)
-      end
+      local ok, why = peer.customer(table.concat(chunks))
+      if not ok then return i, why end
    end
-   io.stdout:write(("calls=%d seconds=%.6f cpu=%.6f\n"):format(count, socket.gettime() - wall0, os.clock() - c0))
-end
-require("bench.lockstep")(arg[4], burst)
+end, peer.now)

@@ -7,16 +7,10 @@
 -- prints: calls=N seconds=S cpu=C (COUNT "-": lockstep, see lockstep.lua)
 local client = require "http.client"
 local new_headers = require("http.headers").new
-local hmac = require "openssl.hmac"
-local cjson = require "cjson"
-local socket = require "socket"
+local peer = require "bench.peer_common"
 local url, key, secret, ca = arg[1], arg[2], arg[3], arg[5]
 local scheme, host, port = url:match("^(https?)://([^:/]+):(%d+)")
 local PATH = "/api/v1/customer-purse/customer/get"
-
-local function hex(s)
-   return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
 
 local ctx
 if ca then
@@ -27,19 +21,16 @@ end
 local conn = assert(client.connect{ host = host, port = tonumber(port), tls = scheme == "https",
                                     ctx = ctx, version = 1.1, sendname = host })
 
-local function burst(count)
-   local wall0, c0 = socket.gettime(), os.clock()
-   for i = 1, count do
-      local body = cjson.encode{ account = "0xc195df92dd9db2a8f28e597981f113d6e7582f8b",
-                                 timestamp = math.floor(socket.gettime() * 1000),
-                                 payload = { customerId = "3fa85f64-5717-4562-b3fc-2c963f66afa6" } }
+require("bench.lockstep")(arg[4], function(n)
+   for i = 1, n do
+      local body, sign = peer.signed_envelope(secret)
       local h = new_headers()
       h:append(":method", "POST")
       h:append(":scheme", scheme)
       h:append(":authority", host .. ":" .. port)
       h:append(":path", PATH)
       h:append("key", key)
-      h:append("sign", hex(hmac.new(secret, "sha512"):final(body)))
+      h:append("sign", sign)
       h:append("content-type", "application/json")
       h:append("accept", "application/json")
       h:append("content-length", tostring(#body))
@@ -49,13 +40,10 @@ local function burst(count)
       local rh = assert(stream:get_headers(30))
       local rbody = assert(stream:get_body_as_string(30))
       stream:shutdown()
-      local ok, res = pcall(cjson.decode, rbody)
-      if rh:get(":status") ~= "200" or not ok or type(res) ~= "table" or not res.id then
-         io.stderr:write("peer: call ", i, " failed\n")
-         os.exit(1)
-      end
+      local status = rh:get(":status")
+      if status ~= "200" then return i, "HTTP " .. tostring(status) end
+      local ok, why = peer.customer(rbody)
+      if not ok then return i, why end
    end
-   io.stdout:write(("calls=%d seconds=%.6f cpu=%.6f\n"):format(count, socket.gettime() - wall0, os.clock() - c0))
-end
-require("bench.lockstep")(arg[4], burst)
+end, peer.now)
 conn:close()
