@@ -169,11 +169,9 @@ end
 -- millisecond: readers re-arm only when it moved. Re-arming before every header line cost
 -- more than parsing the line.
 local function arm(sock, deadline)
-   local now = ngx.now()
-   local ms = floor((deadline - now) * 1000)
-   if ms < 1 then ms = 1 end
+   local _, ms = left_ms(deadline)
    sock:settimeouts(ms, ms, ms)
-   return now
+   return ngx.now()
 end
 
 -- A failure description: kind, detail, sent, and whether a fresh connection may be tried.
@@ -211,8 +209,7 @@ local function open(self, deadline, fresh)
    if reused == 0 then
       self.stats.connects = self.stats.connects + 1
       if self.tls then
-         left, ms = left_ms(deadline)
-         sock:settimeouts(ms, ms, ms)
+         arm(sock, deadline)
          ok, err = sock:sslhandshake(nil, self.host, self.verify)
          if not ok then
             sock:close()
