@@ -4,7 +4,9 @@
  * scanned for the secret itself, for its HMAC ipad/opad (key ^ 0x36, key ^ 0x5c), and for the
  * SHA-512 states after absorbing each padded key block: the forms in which the core holds it
  * (the signer keeps only those two states; anyone holding them can sign). Negative controls
- * first prove the detector sees an unwiped copy. Run by spec/secrets_spec.lua through fuzz/wipe_test.sh.
+ * first prove the detector sees an unwiped copy. munmap() is interposed the same way: the
+ * signer keeps its two states in a page of their own (left out of core dumps), which must be
+ * wiped before it is unmapped. Run by spec/secrets_spec.lua through fuzz/wipe_test.sh.
  * Exit 0 and "0 held the secret" on success. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -37,8 +40,9 @@ int luaopen_calypso_purse(lua_State *L);
 static unsigned char ipad[SECRET_LEN], opad[SECRET_LEN];
 static unsigned char inner_state[64], outer_state[64];   /* SHA-512 after one padded key block */
 static void (*real_free)(void *);
+static int (*real_munmap)(void *, size_t);
 static int watching;
-static unsigned long watched, held;
+static unsigned long watched, held, unmapped;
 
 static int holds(const void *p, size_t n, const void *needle, size_t len)
 {
@@ -65,6 +69,21 @@ void free(void *p)
             held++;
     }
     real_free(p);
+}
+
+/* The same check for memory handed back with munmap (the signer's page). */
+int munmap(void *p, size_t n)
+{
+    if (real_munmap == NULL &&
+        (real_munmap = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap")) == NULL)
+        return -1;
+    if (watching && p != NULL) {
+        unmapped++;
+        if (holds(p, n, SECRET, SECRET_LEN) || holds(p, n, ipad, SECRET_LEN) || holds(p, n, opad, SECRET_LEN) ||
+            holds(p, n, inner_state, sizeof inner_state) || holds(p, n, outer_state, sizeof outer_state))
+            held++;
+    }
+    return real_munmap(p, n);
 }
 
 /* The SHA-512 state words after absorbing the 128-byte block key ^ pad. */
@@ -165,6 +184,8 @@ int main(void)
     watching = 0;
     lua_close(L);
 
-    printf("wipe_test: %lu frees watched while closing, %lu held the secret\n", watched, held);
-    return held == 0 && watched > 0 ? 0 : 1;
+    printf("wipe_test: %lu frees and %lu unmaps watched while closing, %lu held the secret\n",
+           watched, unmapped, held);
+    /* two signer pages unmapped at least: the bare signer's and the client's */
+    return held == 0 && watched > 0 && unmapped >= 2 ? 0 : 1;
 }

@@ -3,8 +3,15 @@
  * inner and outer pads), computed once per client. mbedtls_md_hmac_reset would
  * hash the 128-byte inner pad again on every request, and mbedtls_md_hmac_finish
  * the outer one: two SHA-512 blocks of five, for a typical envelope. */
+/* madvise and MAP_ANONYMOUS are not POSIX: ask glibc for them here only. */
+#define _DEFAULT_SOURCE 1
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <mbedtls/md.h>
 #include <mbedtls/platform_util.h>
+#include <mbedtls/sha512.h>
+#include <mbedtls/version.h>
 #include "sign.h"
 
 #define SHA512_BLOCK 128
@@ -24,37 +31,72 @@ static void to_hex(const unsigned char *in, size_t n, char *out)
         memcpy(out + 2 * i, hexpairs + 2 * in[i], 2);
 }
 
+/* mbedTLS 3 dropped the _ret suffix that 2.x's int-returning SHA-512 functions carry. */
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#define sha512_starts mbedtls_sha512_starts
+#define sha512_update mbedtls_sha512_update
+#define sha512_finish mbedtls_sha512_finish
+#else
+#define sha512_starts mbedtls_sha512_starts_ret
+#define sha512_update mbedtls_sha512_update_ret
+#define sha512_finish mbedtls_sha512_finish_ret
+#endif
+
+/* What a keyed signer holds, in a page of its own (see sign.h). */
+struct calypso_keyed {
+    mbedtls_sha512_context inner, outer, work;
+    unsigned char digest[CALYPSO_SIGN_BYTES];   /* the inner digest, key-derived */
+    size_t size;                                /* of the mapping */
+};
+
+/* A zeroed private mapping for the keyed states: excluded from core dumps
+ * (MADV_DONTDUMP) and, best effort, locked out of swap (mlock fails without
+ * CAP_IPC_LOCK past RLIMIT_MEMLOCK; the states still work, only swappable). */
+static struct calypso_keyed *keyed_map(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t size = page > 0 && (size_t)page >= sizeof(struct calypso_keyed) ? (size_t)page
+                                                                           : sizeof(struct calypso_keyed);
+    struct calypso_keyed *k = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (k == MAP_FAILED)
+        return NULL;
+#ifdef MADV_DONTDUMP
+    (void)madvise(k, size, MADV_DONTDUMP);
+#endif
+    (void)mlock(k, size);
+    k->size = size;
+    return k;
+}
+
 /* ctx <- SHA-512 state after absorbing one block: the key XOR pad. */
-static int absorb_pad(mbedtls_md_context_t *ctx, const unsigned char *key, size_t keylen,
+static int absorb_pad(mbedtls_sha512_context *ctx, const unsigned char *key, size_t keylen,
                       unsigned char pad, unsigned char *block)
 {
     size_t i;
     memset(block, pad, SHA512_BLOCK);
     for (i = 0; i < keylen; i++)
         block[i] ^= key[i];
-    return mbedtls_md_starts(ctx) == 0 && mbedtls_md_update(ctx, block, SHA512_BLOCK) == 0 ? 0 : -1;
+    mbedtls_sha512_init(ctx);
+    return sha512_starts(ctx, 0) == 0 && sha512_update(ctx, block, SHA512_BLOCK) == 0 ? 0 : -1;
 }
 
 int calypso_signer_init(calypso_signer *s, const unsigned char *key, size_t keylen)
 {
-    const mbedtls_md_info_t *info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA512);
     unsigned char hashed[CALYPSO_SIGN_BYTES], block[SHA512_BLOCK];
+    struct calypso_keyed *k;
     int rc = -1;
-    mbedtls_md_init(&s->inner);
-    mbedtls_md_init(&s->outer);
-    mbedtls_md_init(&s->work);
-    s->ready = 1;   /* from here on calypso_signer_free has something to wipe */
-    if (mbedtls_md_setup(&s->inner, info, 0) != 0 || mbedtls_md_setup(&s->outer, info, 0) != 0 ||
-        mbedtls_md_setup(&s->work, info, 0) != 0)
-        goto done;
+    if ((s->keyed = k = keyed_map()) == NULL)
+        return -1;
+    mbedtls_sha512_init(&k->work);
     if (keylen > SHA512_BLOCK) {   /* RFC 2104: a key longer than a block is hashed first */
-        if (mbedtls_md(info, key, keylen, hashed) != 0)
+        mbedtls_sha512_context *t = &k->work;
+        if (sha512_starts(t, 0) != 0 || sha512_update(t, key, keylen) != 0 || sha512_finish(t, hashed) != 0)
             goto done;
         key = hashed;
         keylen = sizeof hashed;
     }
-    if (absorb_pad(&s->inner, key, keylen, 0x36, block) == 0 &&
-        absorb_pad(&s->outer, key, keylen, 0x5c, block) == 0)
+    if (absorb_pad(&k->inner, key, keylen, 0x36, block) == 0 &&
+        absorb_pad(&k->outer, key, keylen, 0x5c, block) == 0)
         rc = 0;
 done:
     mbedtls_platform_zeroize(hashed, sizeof hashed);
@@ -64,29 +106,31 @@ done:
 
 int calypso_signer_sign(calypso_signer *s, const unsigned char *msg, size_t len, char *hex)
 {
-    unsigned char digest[CALYPSO_SIGN_BYTES];
-    int ok = mbedtls_md_clone(&s->work, &s->inner) == 0 &&
-             mbedtls_md_update(&s->work, msg, len) == 0 &&
-             mbedtls_md_finish(&s->work, digest) == 0 &&
-             mbedtls_md_clone(&s->work, &s->outer) == 0 &&
-             mbedtls_md_update(&s->work, digest, sizeof digest) == 0 &&
-             mbedtls_md_finish(&s->work, digest) == 0;
+    struct calypso_keyed *k = s->keyed;
+    int ok;
+    if (k == NULL)
+        return -1;
+    mbedtls_sha512_clone(&k->work, &k->inner);
+    ok = sha512_update(&k->work, msg, len) == 0 && sha512_finish(&k->work, k->digest) == 0;
+    mbedtls_sha512_clone(&k->work, &k->outer);
+    ok = ok && sha512_update(&k->work, k->digest, sizeof k->digest) == 0 &&
+         sha512_finish(&k->work, k->digest) == 0;
     if (ok)
-        to_hex(digest, sizeof digest, hex);
-    /* The inner digest is key-derived; the work state is wiped on free. */
-    mbedtls_platform_zeroize(digest, sizeof digest);
+        to_hex(k->digest, sizeof k->digest, hex);
     return ok ? 0 : -1;
 }
 
 void calypso_signer_free(calypso_signer *s)
 {
-    if (s->ready) {
-        /* mbedtls_md_free zeroizes each hash state before freeing it */
-        mbedtls_md_free(&s->inner);
-        mbedtls_md_free(&s->outer);
-        mbedtls_md_free(&s->work);
-        s->ready = 0;
-    }
+    struct calypso_keyed *k = s->keyed;
+    size_t size;
+    if (k == NULL)
+        return;
+    s->keyed = NULL;
+    size = k->size;
+    mbedtls_platform_zeroize(k, size);   /* munmap does not wipe: the pages may be reused */
+    (void)munlock(k, size);
+    (void)munmap(k, size);
 }
 
 /* Raw one-shot HMAC into mac; the stack context is wiped by mbedtls_md_free. */

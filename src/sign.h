@@ -4,7 +4,6 @@
 #define CALYPSO_SIGN_H
 
 #include <stddef.h>
-#include <mbedtls/md.h>
 
 #define CALYPSO_SIGN_BYTES 64                        /* SHA-512 digest */
 #define CALYPSO_SIGN_HEX (2 * CALYPSO_SIGN_BYTES)    /* 128 lowercase hex chars */
@@ -12,10 +11,12 @@
 /* A keyed HMAC whose inner and outer hash states are computed once (per client):
  * SHA-512 after absorbing key^ipad and key^opad. Signing then clones them, so a
  * call hashes only the message and the inner digest (3 blocks for a 170-byte
- * envelope, where mbedtls_md_hmac_reset/finish re-hash both pads: 5 blocks). */
+ * envelope, where mbedtls_md_hmac_reset/finish re-hash both pads: 5 blocks).
+ * The states are as good as the secret (they forge signatures), so they live in
+ * a page of their own that is left out of core dumps and, where the process may,
+ * locked out of swap. */
 typedef struct calypso_signer {
-    mbedtls_md_context_t inner, outer, work;
-    int ready;
+    struct calypso_keyed *keyed;   /* that page; NULL when not keyed */
 } calypso_signer;
 
 /* Keys the signer; returns 0 or -1 (out of memory). The key itself is not kept:
