@@ -108,6 +108,17 @@ static int opt_flag(lua_State *L, const char *name)
     return v;
 }
 
+/* Whether the URL's authority (after "://", up to the first / ? or #) holds
+ * userinfo ("user:password@"): it would show in tostring, info() and events. */
+static int has_userinfo(const char *url, size_t n)
+{
+    const char *p = strstr(url, "://"), *end = url + n;
+    for (p = p != NULL ? p + 3 : end; p < end && *p != '/' && *p != '?' && *p != '#'; p++)
+        if (*p == '@')
+            return 1;
+    return 0;
+}
+
 static void read_options(lua_State *L, options *o)
 {
     size_t n;
@@ -144,6 +155,9 @@ static void read_options(lua_State *L, options *o)
     if (!(o->base_len > 8 && (strncmp(o->base_url, "https://", 8) == 0 ||
                               strncmp(o->base_url, "http://", 7) == 0)) || o->base_len > 1024)
         luaL_error(L, "calypso.purse.new: option 'base_url' must be an http:// or https:// URL");
+    if (has_userinfo(o->base_url, o->base_len))   /* never echo it: it holds a password */
+        luaL_error(L, "calypso.purse.new: option 'base_url' must not carry credentials "
+                      "(user:password@); give the API key and secret as options");
     while (o->base_len > 8 && o->base_url[o->base_len - 1] == '/')
         o->base_len--;   /* "https://host/" and "https://host" mean the same */
     o->ca_file = opt_string(L, "ca_file", &n, 0);
@@ -300,6 +314,16 @@ static void clean_line(const char *s, size_t n, char *dst, size_t dstlen)
     size_t i, k = 0;
     for (i = 0; i < n && k + 1 < dstlen; i++) {
         unsigned char ch = (unsigned char)s[i];
+        /* Unicode's line breaks too: U+2028, U+2029 (E2 80 A8/A9) and NEL
+         * U+0085 (C2 85) end a line in many log viewers and JSON-lines tools */
+        if (ch == 0xE2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
+            ((unsigned char)s[i + 2] == 0xA8 || (unsigned char)s[i + 2] == 0xA9)) {
+            i += 2;
+            ch = ' ';
+        } else if (ch == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] == 0x85) {
+            i += 1;
+            ch = ' ';
+        }
         dst[k++] = (ch < 0x20 || ch == 0x7F) ? ' ' : (char)ch;
     }
     if (i < n) {
