@@ -21,7 +21,7 @@
 #define DEFAULT_TIMEOUT 30.0
 #define DEFAULT_CONNECT_TIMEOUT 10.0
 #define DEFAULT_MAX_RESPONSE (8u << 20)   /* 8 MiB: far above any documented body */
-#define MAX_REQUEST (1u << 20)            /* 1 MiB of payload strings */
+#define MAX_REQUEST (1u << 20)            /* 1 MiB of payload JSON (strings before escaping) */
 #define MAX_PATH CALYPSO_MAX_PATH
 #define MAX_HEAD (16u << 10)             /* header lines given to client:prepare_http */
 #define UV_ENDPOINT lua_upvalueindex(CALYPSO_JSON_UPVALUES + 1)

@@ -46,6 +46,7 @@ struct calypso_multi {
 typedef struct multi_ud {
     calypso_multi *m;
     int client_ref;                 /* keeps the client alive while we live */
+    calypso_client *client;         /* that client (valid while client_ref holds it) */
     int busy;                       /* start/result in progress (see calypso_client_enter) */
     int closing;                    /* close asked while busy: done on leaving */
 } multi_ud;
@@ -235,7 +236,7 @@ int calypso_client_batch(lua_State *L)
     lua_settop(L, 2);
     n = (int)calypso_rawlen(L, 2);
     for (i = 1; i <= n; i++) {   /* every entry checked before anything starts */
-        const char *why = NULL;
+        const char *why = NULL, *op;
         size_t len;
         lua_rawgeti(L, 2, i);
         if (lua_type(L, -1) != LUA_TTABLE)
@@ -243,8 +244,8 @@ int calypso_client_batch(lua_State *L)
         lua_rawgeti(L, 3, 1);
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "calypso.purse: batch entry %d: op must be a method name or path", i);
-        if (calypso_find_endpoint(L, 4) == NULL &&
-            (why = calypso_path_problem(lua_tolstring(L, 4, &len), len)) != NULL)
+        op = lua_tolstring(L, 4, &len);
+        if (calypso_find_endpoint(L, 4) == NULL && (why = calypso_path_problem(op, len)) != NULL)
             luaL_error(L, "calypso.purse: batch entry %d: op is neither a method name nor a path (%s)", i, why);
         lua_rawgeti(L, 3, 2);
         if (!lua_isnil(L, -1) && !lua_istable(L, -1))
@@ -330,7 +331,7 @@ static void multi_release(lua_State *L, multi_ud *u)
 
 /* start and result: the body (upvalue 1) under lua_pcall with the multi and
  * its client busy (both: the body uses the client's request buffer and the
- * multi's slots across Lua API calls). The body gets multi, client, args... */
+ * multi's slots across Lua API calls). The body gets multi, args... */
 static int multi_guarded(lua_State *L)
 {
     const char *fname = lua_tostring(L, lua_upvalueindex(2));
@@ -341,11 +342,9 @@ static int multi_guarded(lua_State *L)
         return luaL_error(L, MULTI_BUSY);
     c = multi_client(L, u, fname);             /* multi, args..., client */
     calypso_client_enter(L, c);
-    lua_insert(L, 2);                          /* multi, client, args... */
-    lua_pushvalue(L, 2);
-    lua_insert(L, 1);                          /* client, multi, client, args...: held */
+    lua_insert(L, 1);                          /* client (held), multi, args... */
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 2);                          /* client, body, multi, client, args... */
+    lua_insert(L, 2);                          /* client, body, multi, args... */
     u->busy = 1;
     status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
     u->busy = 0;
@@ -373,6 +372,7 @@ int calypso_client_multi(lua_State *L)
         return luaL_error(L, "calypso.purse: out of memory");
     lua_pushvalue(L, 1);
     u->client_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    u->client = lua_touserdata(L, 1);
     return 1;
 }
 
@@ -380,10 +380,9 @@ int calypso_client_multi(lua_State *L)
 static int multi_start(lua_State *L)
 {
     multi_ud *u = lua_touserdata(L, 1);
-    calypso_client *c = lua_touserdata(L, 2); /* multi, client, op, payload */
     slot *s;
-    lua_settop(L, 4);
-    s = start(L, u->m, c, 3, 4, "start");
+    lua_settop(L, 3);
+    s = start(L, u->m, u->client, 2, 3, "start");
     if (s == NULL)
         return 3;
     lua_pushinteger(L, s->id);
@@ -417,12 +416,11 @@ static int multi_done(lua_State *L)
 static int multi_result(lua_State *L)
 {
     multi_ud *u = lua_touserdata(L, 1);
-    calypso_client *c = lua_touserdata(L, 2); /* multi, client, id */
-    slot *s = find_slot(L, u->m, 3, "result");
+    slot *s = find_slot(L, u->m, 2, "result");
     if (s->state != SLOT_DONE)
         return luaL_error(L, "calypso.purse: call %d is still running (poll until done)", (int)s->id);
-    lua_settop(L, 3);
-    return collect(L, u->m, c, s);
+    lua_settop(L, 2);
+    return collect(L, u->m, u->client, s);
 }
 
 /* multi:pending() -> number of calls still running. */
