@@ -84,6 +84,59 @@ describe("client:batch", function()
    end)
 end)
 
+describe("client:batch checks every entry before the first call starts", function()
+   it("raises for an invalid op or payload type in a later entry, and nothing was sent", function()
+      local before = #server:requests()
+      local cases = {
+         { { "create_customer", { email = "first@example.com" } }, { "not a path!", {} },
+           "calypso.purse: batch entry 2: op is neither a method name nor a path (path may only hold letters, digits and / - _ .)" },
+         { { "create_customer", { email = "first@example.com" } }, { "../admin", {} },
+           "calypso.purse: batch entry 2: op is neither a method name nor a path (path must not contain '..')" },
+         { { "create_customer", { email = "first@example.com" } }, { "get_customer", "nope" },
+           "calypso.purse: batch entry 2: payload must be a table or nil (got string)" },
+      }
+      for _, case in ipairs(cases) do
+         local ok, err = pcall(client.batch, client, { case[1], case[2] })
+         assert.is_false(ok)
+         assert.truthy(tostring(err):find(case[3], 1, true), err)
+      end
+      assert.are.equal(before, #server:requests())
+   end)
+
+   it("still gives an invalid payload its own \"invalid\" result, unsent", function()
+      local before = #server:requests()
+      local results = client:batch{ { "get_customer", { customerId = "x" } }, { "customer/get", nil } }
+      assert.are.equal("invalid", results[1].err.kind)
+      assert.are.equal("api", results[2].err.kind)
+      assert.are.equal(before + 1, #server:requests())
+   end)
+end)
+
+describe("argument errors name the method on every call path", function()
+   it("directly, through pcall, and through a tail call", function()
+      local m = client:multi()
+      local tail = function(...) return m.result(...) end
+      for _, f in ipairs{ function() return m:result("nope") end, function() return tail(m, "nope") end } do
+         local ok, err = pcall(f)
+         assert.is_false(ok)
+         assert.truthy(err:find("bad argument #1 to 'result' (number expected, got string)", 1, true), err)
+      end
+      local ok, err = pcall(m.result, m, 99)
+      assert.truthy(not ok and err:find("bad argument #1 to 'result' (no such call", 1, true), err)
+      ok, err = pcall(client.finish, client, "get_customer", "200", "{}")
+      assert.truthy(not ok and err:find("bad argument #2 to 'finish' (number expected, got string)", 1, true), err)
+      ok, err = pcall(client.call, client, "bad path!", {})
+      assert.truthy(not ok and err:find("bad argument #1 to 'call' (path may only hold", 1, true), err)
+      ok, err = pcall(client.batch, client, {}, 0)
+      assert.truthy(not ok and err:find("bad argument #2 to 'batch' (max_in_flight must be from 1 to 1024)", 1, true), err)
+      ok, err = pcall(client.get_customer, "not a client", {})
+      assert.truthy(not ok and err:find("calling 'get_customer' on bad self", 1, true), err)
+      ok, err = pcall(m.poll, m, -1)
+      assert.truthy(not ok and err:find("bad argument #1 to 'poll' (seconds must be from 0 to 3600)", 1, true), err)
+      m:close()
+   end)
+end)
+
 describe("client:multi", function()
    it("never blocks in poll(0) and hands back each result by id", function()
       server:config{ delay = 0.4 }

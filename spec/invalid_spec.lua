@@ -50,6 +50,7 @@ describe("invalid payloads", function()
       { "find_transactions", { customerId = UUID, pageNumber = -1 }, "pageNumber: must be >= 0" },
       { "find_transactions", { customerId = UUID, pageSize = 0 }, "pageSize: must be >= 1" },
       { "find_transactions", { customerId = UUID, pageSize = 2.5 }, "pageSize: must be an integer (got a fraction)" },
+      { "find_transactions", { customerId = UUID, pageSize = 5.5 }, "pageSize: must be an integer (got a fraction)" },
       { "find_transactions", { customerId = UUID, pageSize = "20" }, "pageSize: must be an integer (got string)" },
       { "find_transactions", { customerId = UUID, currencyFilter = "USDT" }, "currencyFilter: must be a table (got string)" },
       { "find_transactions", { customerId = UUID, currencyFilter = { ["in"] = {} } }, "currencyFilter.in: must be a non-empty array of strings" },
@@ -81,6 +82,17 @@ describe("invalid payloads", function()
       call_invalid({ [true] = 1 }, "payload: table keys must be strings, or 1..n without holes (a sparse array or odd key)")
       call_invalid({ ["k\255"] = 1 }, "k?: key is not valid UTF-8")
       call_invalid({ big = string.rep("x", 2 * 1024 * 1024) }, "big: payload is too large")
+      -- the budget counts every byte written: numbers, keys and punctuation too
+      local numbers = {}
+      for i = 1, 1000000 do numbers[i] = i end
+      local res, msg, err = client:call("customer/get", { list = numbers })
+      assert.is_nil(res)
+      assert.are.equal("invalid", err.kind)
+      assert.truthy(msg:find("^calypso: customer/get: list%[%d+%]: payload is too large$"), msg)
+      local keys = {}
+      for i = 1, 100000 do keys["k" .. i] = true end
+      res, msg, err = client:call("customer/get", keys)
+      assert.are.equal("invalid", err.kind, msg)
       call_invalid(cyclic, string.rep("self.", 15) .. "self: tables nested too deeply (or a cycle)")
       if math.type then
          call_invalid({ a = math.maxinteger }, "a: integer has more than 14 digits and cannot be sent exactly")

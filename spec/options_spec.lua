@@ -20,6 +20,14 @@ describe("purse.new options", function()
       c:close()
    end)
 
+   it("takes whole-number floats for integer options on every runtime (2^20 is a float on 5.3+)", function()
+      local c = purse.new(opts{ max_response_size = 2 ^ 20 })
+      assert.are.equal(1048576, c:info().max_response_size)
+      assert.are.equal("1048576", tostring(c:info().max_response_size))
+      c:close()
+      assert.has_error(function() purse.new(opts{ max_response_size = 2 ^ 20 + 0.5 }) end)
+   end)
+
    local raising = {
       { "no table", nil, "bad argument #1" },
       { "unknown option", opts{ secret_key = "x" }, "unknown option 'secret_key'" },

@@ -28,6 +28,13 @@ teardown(function()
 end)
 
 describe("the payload writer", function()
+   it("takes whole-number floats for integer fields on every runtime and writes them as integers", function()
+      assert.are.equal('{"customerId":"' .. UUID .. '","pageNumber":0,"pageSize":5}',
+                       payload_text("find_transactions", { customerId = UUID, pageSize = 5.0, pageNumber = 0.0 }))
+      assert.are.equal('{"customerId":"' .. UUID .. '","pageSize":1048576}',
+                       payload_text("find_transactions", { customerId = UUID, pageSize = 2 ^ 20 }))
+   end)
+
    it("writes every documented operation's fields in the order of the endpoint table", function()
       assert.are.equal('{"customerId":"' .. UUID .. '"}', payload_text("get_customer", { customerId = UUID }))
       assert.are.equal('{"email":"a@b.c","description":"d","externalId":"e"}',

@@ -21,7 +21,7 @@
 #define DEFAULT_TIMEOUT 30.0
 #define DEFAULT_CONNECT_TIMEOUT 10.0
 #define DEFAULT_MAX_RESPONSE (8u << 20)   /* 8 MiB: far above any documented body */
-#define MAX_REQUEST (1u << 20)            /* 1 MiB of payload strings */
+#define MAX_REQUEST (1u << 20)            /* 1 MiB of payload JSON (strings before escaping) */
 #define MAX_PATH CALYPSO_MAX_PATH
 #define MAX_HEAD (16u << 10)             /* header lines given to client:prepare_http */
 #define UV_ENDPOINT lua_upvalueindex(CALYPSO_JSON_UPVALUES + 1)
@@ -185,10 +185,13 @@ static void read_options(lua_State *L, options *o)
 
 /* ------------------------------------------------------------------ lifecycle */
 
-calypso_client *calypso_client_check(lua_State *L, int idx)
+calypso_client *calypso_client_check(lua_State *L, int idx, const char *fname)
 {
-    calypso_client *c = luaL_checkudata(L, idx, CALYPSO_CLIENT_MT);
-    if (!c->open)
+    calypso_client *c = calypso_testudata(L, idx, CALYPSO_CLIENT_MT);
+    if (c == NULL)
+        calypso_argerror(L, idx, fname, lua_pushfstring(L, CALYPSO_CLIENT_MT " expected, got %s",
+                                                        luaL_typename(L, idx)));
+    if (!c->open || c->closing)
         luaL_error(L, "calypso.purse: the client is closed");
     return c;
 }
@@ -212,15 +215,53 @@ static void client_release(calypso_client *c)
     c->open = 0;
 }
 
+void calypso_client_enter(lua_State *L, calypso_client *c)
+{
+    if (c->busy)
+        luaL_error(L, CALYPSO_CLIENT_BUSY);
+    c->busy = 1;
+}
+
+void calypso_client_leave(calypso_client *c)
+{
+    c->busy = 0;
+    if (c->closing) {
+        c->closing = 0;
+        client_release(c);
+    }
+}
+
+/* close, __gc and __close: while a method is busy with the client (this runs
+ * from a finalizer or hook inside it), only marks it; leave releases. */
 static int client_close(lua_State *L)
 {
-    client_release(luaL_checkudata(L, 1, CALYPSO_CLIENT_MT));
+    calypso_client *c = calypso_checkself(L, CALYPSO_CLIENT_MT, "close");
+    if (c->busy)
+        c->closing = c->open;
+    else
+        client_release(c);
     return 0;
+}
+
+/* The method that the guard in its upvalue 1 runs: the body (upvalue 1) under
+ * lua_pcall, with the client (argument 1, checked, name in upvalue 2) busy. */
+static int client_guarded(lua_State *L)
+{
+    calypso_client *c = calypso_client_check(L, 1, lua_tostring(L, lua_upvalueindex(2)));
+    int status;
+    calypso_client_enter(L, c);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    calypso_client_leave(c);   /* the client is still referenced: the caller's argument */
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
 }
 
 static int client_tostring(lua_State *L)
 {
-    calypso_client *c = luaL_checkudata(L, 1, CALYPSO_CLIENT_MT);
+    calypso_client *c = calypso_checkself(L, CALYPSO_CLIENT_MT, "__tostring");
     if (!c->open)
         lua_pushfstring(L, "calypso.purse client (closed): %p", (void *)c);
     else   /* the key id and the host only: never the secret */
@@ -493,19 +534,27 @@ static long long now_ms(void)
 
 /* Checks a path for client:call(): "customer/get" (below the Customer Purse
  * prefix) or "/api/v1/..." (absolute on the API host). */
-static void check_path(lua_State *L, int idx, const char *p, size_t n)
+const char *calypso_path_problem(const char *p, size_t n)
 {
     size_t i;
     if (n == 0 || n > MAX_PATH)
-        luaL_argerror(L, idx, "path must be 1 to 256 characters");
+        return "path must be 1 to 256 characters";
     for (i = 0; i < n; i++) {
         char ch = p[i];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
               ch == '/' || ch == '-' || ch == '_' || ch == '.'))
-            luaL_argerror(L, idx, "path may only hold letters, digits and / - _ .");
+            return "path may only hold letters, digits and / - _ .";
     }
     if (strstr(p, "..") != NULL)
-        luaL_argerror(L, idx, "path must not contain '..'");
+        return "path must not contain '..'";
+    return NULL;
+}
+
+static void check_path(lua_State *L, int idx, const char *fname, const char *p, size_t n)
+{
+    const char *why = calypso_path_problem(p, n);
+    if (why != NULL)
+        calypso_argerror(L, idx, fname, why);
 }
 
 /* Writes the request path after the base URL in c->url; returns its start. */
@@ -650,8 +699,7 @@ static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
     return calypso_client_finish(L, c, ep, op, &r);
 }
 
-/* The endpoint named by the string at idx (a method name), or NULL. */
-static const calypso_endpoint *find_endpoint(lua_State *L, int idx)
+const calypso_endpoint *calypso_find_endpoint(lua_State *L, int idx)
 {
     const char *name = lua_tostring(L, idx);
     int i;
@@ -662,13 +710,14 @@ static const calypso_endpoint *find_endpoint(lua_State *L, int idx)
 }
 
 /* Reads an operation argument (method name or path) for prepare/finish. */
-const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char **path, size_t *pathlen)
+const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char *fname,
+                                          const char **path, size_t *pathlen)
 {
     const calypso_endpoint *ep;
-    *path = luaL_checklstring(L, idx, pathlen);
-    ep = find_endpoint(L, idx);
+    *path = calypso_checklstring(L, idx, fname, pathlen);
+    ep = calypso_find_endpoint(L, idx);
     if (ep == NULL)
-        check_path(L, idx, *path, *pathlen);
+        check_path(L, idx, fname, *path, *pathlen);
     return ep;
 }
 
@@ -677,11 +726,11 @@ const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char **pa
  * name ("get_customer") or a path as for client:call. */
 static int client_prepare(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = lua_touserdata(L, 1);   /* bodies: checked and busy (client_guarded) */
     char sign_hex[CALYPSO_SIGN_HEX];
     size_t pathlen;
     const char *path;
-    const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
+    const calypso_endpoint *ep = calypso_client_op(L, 2, "prepare", &path, &pathlen);
     if (calypso_client_prepare(L, c, ep, ep != NULL ? ep->name : path, 3, sign_hex) != 0)
         return 3;
     lua_pushlstring(L, c->request.data, c->request.len);
@@ -720,16 +769,16 @@ static int head_ok(const char *s, size_t n)
  * their timestamp do. */
 static int client_prepare_http(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = lua_touserdata(L, 1);
     char sign_hex[CALYPSO_SIGN_HEX], len[24];
     size_t pathlen, headlen, lenlen;
     const char *path, *head, *target;
-    const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
+    const calypso_endpoint *ep = calypso_client_op(L, 2, "prepare_http", &path, &pathlen);
     calypso_buf *w = &c->wire;
     int writes = ep == NULL || ep->writes;
-    head = luaL_checklstring(L, 4, &headlen);
-    luaL_argcheck(L, headlen <= MAX_HEAD && head_ok(head, headlen), 4,
-                  "head must be printable header lines separated by CRLF");
+    head = calypso_checklstring(L, 4, "prepare_http", &headlen);
+    if (!(headlen <= MAX_HEAD && head_ok(head, headlen)))
+        calypso_argerror(L, 4, "prepare_http", "head must be printable header lines separated by CRLF");
     lua_pushvalue(L, 4);   /* prepare settles the stack to the payload: keep head alive */
     lua_insert(L, 1);
     if (calypso_client_prepare(L, c, ep, ep != NULL ? ep->name : path, 4, sign_hex) != 0)
@@ -764,10 +813,10 @@ static int client_prepare_http(lua_State *L)
 
 /* An optional header argument, as one printable line no longer than the
  * libcurl path keeps (Date 63 bytes, Retry-After 31), or NULL. */
-static const char *bounded_header(lua_State *L, int idx, char *dst, size_t dstlen)
+static const char *bounded_header(lua_State *L, int idx, const char *fname, char *dst, size_t dstlen)
 {
     size_t n;
-    const char *v = luaL_optlstring(L, idx, NULL, &n);
+    const char *v = calypso_optlstring(L, idx, fname, &n);
     if (v == NULL)
         return NULL;
     clean_line(v, n, dst, dstlen);
@@ -777,18 +826,19 @@ static const char *bounded_header(lua_State *L, int idx, char *dst, size_t dstle
 /* client:finish(op, status, body [, date [, retry_after]]) -> result | nil, message, err */
 static int client_finish(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = lua_touserdata(L, 1);
     size_t pathlen;
     const char *path;
-    const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
+    const calypso_endpoint *ep = calypso_client_op(L, 2, "finish", &path, &pathlen);
     calypso_response r;
     char date[64], retry_after[32];
+    lua_Integer status = calypso_checkinteger(L, 3, "finish");
     memset(&r, 0, sizeof r);
     r.sent = 1;
-    r.status = (long)luaL_checkinteger(L, 3);
-    r.body = luaL_checklstring(L, 4, &r.len);
-    r.date = bounded_header(L, 5, date, sizeof date);
-    r.retry_after = bounded_header(L, 6, retry_after, sizeof retry_after);
+    r.status = status >= 0 && status <= 999 ? (long)status : 0;
+    r.body = calypso_checklstring(L, 4, "finish", &r.len);
+    r.date = bounded_header(L, 5, "finish", date, sizeof date);
+    r.retry_after = bounded_header(L, 6, "finish", retry_after, sizeof retry_after);
     if (r.len > c->http.body.limit) {
         r.kind = "too_large";
         r.detail = "";
@@ -804,20 +854,29 @@ static int client_failure(lua_State *L)
     static const char *const kinds[] = {
         "timeout", "connect", "resolve", "tls", "network", "too_large", NULL
     };
-    calypso_client *c = calypso_client_check(L, 1);
-    size_t pathlen;
-    const char *path;
-    const calypso_endpoint *ep = calypso_client_op(L, 2, &path, &pathlen);
+    calypso_client *c = lua_touserdata(L, 1);
+    size_t pathlen, n;
+    const char *path, *kind;
+    const calypso_endpoint *ep = calypso_client_op(L, 2, "failure", &path, &pathlen);
     calypso_response r;
     char date[64], retry_after[32];
+    int i;
     memset(&r, 0, sizeof r);
-    r.kind = kinds[luaL_checkoption(L, 3, NULL, kinds)];
-    r.detail = luaL_checkstring(L, 4);
+    kind = calypso_checklstring(L, 3, "failure", &n);
+    for (i = 0; kinds[i] != NULL && strcmp(kinds[i], kind) != 0; i++)
+        ;
+    if (kinds[i] == NULL)
+        calypso_argerror(L, 3, "failure", lua_pushfstring(L, "invalid option '%s'", kind));
+    r.kind = kinds[i];
+    r.detail = calypso_checklstring(L, 4, "failure", &n);
     r.sent = lua_toboolean(L, 5);
     /* what arrived before the failure (a too_large body after its headers, say) */
-    r.status = (long)luaL_optinteger(L, 6, 0);
-    r.date = bounded_header(L, 7, date, sizeof date);
-    r.retry_after = bounded_header(L, 8, retry_after, sizeof retry_after);
+    if (!lua_isnoneornil(L, 6)) {
+        lua_Integer status = calypso_checkinteger(L, 6, "failure");
+        r.status = status >= 0 && status <= 999 ? (long)status : 0;
+    }
+    r.date = bounded_header(L, 7, "failure", date, sizeof date);
+    r.retry_after = bounded_header(L, 8, "failure", retry_after, sizeof retry_after);
     return calypso_client_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
 }
 
@@ -827,9 +886,9 @@ static int client_failure(lua_State *L)
  * without the caller holding the secret. For hand-built requests. */
 static int client_sign(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = calypso_client_check(L, 1, "sign");
     size_t n;
-    const char *body = luaL_checklstring(L, 2, &n);
+    const char *body = calypso_checklstring(L, 2, "sign", &n);
     char sign_hex[CALYPSO_SIGN_HEX];
     if (calypso_signer_sign(&c->signer, (const unsigned char *)body, n, sign_hex) != 0)
         return luaL_error(L, "calypso.purse: HMAC-SHA512 failed");
@@ -841,7 +900,7 @@ static int client_sign(lua_State *L)
 /* client:info() -> the settings another transport needs (never the secret). */
 static int client_info(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = calypso_client_check(L, 1, "info");
     lua_createtable(L, 0, 6);
     lua_pushlstring(L, c->url, c->base_len);
     lua_setfield(L, -2, "base_url");
@@ -873,7 +932,7 @@ static int client_info(lua_State *L)
  * endpoint table entry in its upvalue. */
 static int client_operation(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = lua_touserdata(L, 1);
     const calypso_endpoint *ep = &calypso_endpoints[lua_tointeger(L, UV_ENDPOINT)];
     return request(L, c, ep, ep->path, strlen(ep->path), 2);
 }
@@ -881,10 +940,10 @@ static int client_operation(lua_State *L)
 /* client:call(path, payload): any operation path, for forward compatibility. */
 static int client_call(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = lua_touserdata(L, 1);
     size_t n;
-    const char *path = luaL_checklstring(L, 2, &n);
-    check_path(L, 2, path, n);
+    const char *path = calypso_checklstring(L, 2, "call", &n);
+    check_path(L, 2, "call", path, n);
     return request(L, c, NULL, path, n, 3);
 }
 
@@ -894,13 +953,14 @@ static int client_call(lua_State *L)
  * Returns the deadline in force (nil when none). */
 static int client_deadline(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = calypso_client_check(L, 1, "deadline");
     if (lua_gettop(L) >= 2) {
         if (lua_isnil(L, 2)) {
             c->deadline = 0;
         } else {
-            lua_Number t = luaL_checknumber(L, 2);
-            luaL_argcheck(L, t > 0 && t < 1e12, 2, "deadline must be a purse.now() time");
+            lua_Number t = calypso_checknumber(L, 2, "deadline");
+            if (!(t > 0 && t < 1e12))
+                calypso_argerror(L, 2, "deadline", "deadline must be a purse.now() time");
             c->deadline = (double)t;
         }
     }
@@ -914,7 +974,7 @@ static int client_deadline(lua_State *L)
 /* client:last_status() -> the HTTP status of the last libcurl call (0: none). */
 static int client_last_status(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = calypso_client_check(L, 1, "last_status");
     lua_pushinteger(L, (lua_Integer)c->http.status);
     return 1;
 }
@@ -923,27 +983,34 @@ static int client_last_status(lua_State *L)
  * signed timestamp; returns the (new) value. */
 static int client_clock_offset(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = calypso_client_check(L, 1, "clock_offset");
     if (!lua_isnoneornil(L, 2)) {
-        lua_Number v = luaL_checknumber(L, 2);
+        lua_Number v = calypso_checknumber(L, 2, "clock_offset");
         if (!(v >= -8.64e10 && v <= 8.64e10))   /* +-1000 days */
-            luaL_argerror(L, 2, "offset must be a number of milliseconds within +-1000 days");
+            calypso_argerror(L, 2, "clock_offset", "offset must be a number of milliseconds within +-1000 days");
         c->clock_offset_ms = (long long)v;
     }
     calypso_pushint64(L, c->clock_offset_ms);
     return 1;
 }
 
-static const luaL_Reg client_methods[] = {
+/* Methods that use the client's buffers or handles across Lua API calls: each
+ * runs as its body under client_guarded. */
+static const luaL_Reg client_guarded_methods[] = {
     { "call", client_call },
     { "prepare", client_prepare },
     { "prepare_http", client_prepare_http },
-    { "sign", client_sign },
     { "finish", client_finish },
     { "failure", client_failure },
+    { "batch", calypso_client_batch },
+    { NULL, NULL }
+};
+
+/* Methods that work on their own state (they may run while the client is busy). */
+static const luaL_Reg client_methods[] = {
+    { "sign", client_sign },
     { "info", client_info },
     { "multi", calypso_client_multi },
-    { "batch", calypso_client_batch },
     { "clock_offset", client_clock_offset },
     { "deadline", client_deadline },
     { "last_status", client_last_status },
@@ -958,24 +1025,43 @@ static const luaL_Reg client_meta[] = {
     { NULL, NULL }
 };
 
-void calypso_client_register(lua_State *L)
+/* Pushes copies of the codec (CALYPSO_JSON_UPVALUES values from index codec). */
+static void push_codec(lua_State *L, int codec)
 {
     int i;
-    luaL_newmetatable(L, CALYPSO_CLIENT_MT);          /* enc, dec, mt */
+    for (i = 0; i < CALYPSO_JSON_UPVALUES; i++)
+        lua_pushvalue(L, codec + i);
+}
+
+/* Sets methods[name] to client_guarded over the body on top (popped). */
+static void set_guarded(lua_State *L, const char *name)
+{
+    lua_pushstring(L, name);
+    lua_pushcclosure(L, client_guarded, 2);
+    lua_setfield(L, -2, name);
+}
+
+void calypso_client_register(lua_State *L)
+{
+    int i, codec = lua_gettop(L) - CALYPSO_JSON_UPVALUES + 1;
+    const luaL_Reg *r;
+    luaL_newmetatable(L, CALYPSO_CLIENT_MT);          /* codec, mt */
     lua_pushliteral(L, CALYPSO_CLIENT_MT);
     lua_setfield(L, -2, "__name");                    /* 5.1/5.2 do not set it */
     calypso_setfuncs(L, client_meta, 0);
-    lua_newtable(L);                                  /* enc, dec, mt, methods */
-    lua_pushvalue(L, -4);
-    lua_pushvalue(L, -4);
-    calypso_setfuncs(L, client_methods, CALYPSO_JSON_UPVALUES);
+    lua_newtable(L);                                  /* codec, mt, methods */
+    calypso_setfuncs(L, client_methods, 0);
+    for (r = client_guarded_methods; r->name != NULL; r++) {
+        push_codec(L, codec);
+        lua_pushcclosure(L, r->func, CALYPSO_JSON_UPVALUES);
+        set_guarded(L, r->name);
+    }
     for (i = 0; i < calypso_endpoint_count; i++) {
-        lua_pushvalue(L, -4);
-        lua_pushvalue(L, -4);
+        push_codec(L, codec);
         lua_pushinteger(L, i);
         lua_pushcclosure(L, client_operation, CALYPSO_JSON_UPVALUES + 1);
-        lua_setfield(L, -2, calypso_endpoints[i].name);
+        set_guarded(L, calypso_endpoints[i].name);
     }
-    lua_setfield(L, -2, "__index");                   /* enc, dec, mt */
+    lua_setfield(L, -2, "__index");                   /* codec, mt */
     lua_pop(L, 1);
 }

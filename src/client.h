@@ -35,6 +35,9 @@ typedef struct calypso_client {
     struct calypso_multi *batch;/* the multi handle behind client:batch, lazily made */
     int exact_amounts;          /* "amount" values as decimal strings */
     int open;
+    int busy;                   /* a method is using the buffers and handles (see
+                                   calypso_client_enter); nested ones raise */
+    int closing;                /* close asked while busy: released on leaving */
 } calypso_client;
 
 /* What came back from a transport: a failure (kind set) or an HTTP response. */
@@ -53,11 +56,28 @@ typedef struct calypso_response {
 
 #define CALYPSO_MAX_PATH 256
 
-/* The open client at idx (raises when it is not a client or is closed). */
-calypso_client *calypso_client_check(lua_State *L, int idx);
+#define CALYPSO_CLIENT_BUSY \
+    "calypso.purse: client is busy (called from a finalizer or hook during another call on it)"
+
+/* The open client at idx (raises, naming the method fname, when it is not a
+ * client or is closed, a deferred close included). */
+calypso_client *calypso_client_check(lua_State *L, int idx, const char *fname);
+/* Re-entrancy. Any Lua API call can run Lua (a GC step runs finalizers; hooks),
+ * and that Lua may call this client again. A method that uses the client's
+ * buffers or handles across Lua API calls marks it busy for the whole time:
+ * enter raises when the client is busy already; leave unmarks it and does a
+ * close asked meanwhile. Methods run their body under lua_pcall between the
+ * two, so a Lua error leaves through leave too. */
+void calypso_client_enter(lua_State *L, calypso_client *c);
+void calypso_client_leave(calypso_client *c);
+/* Checks a client:call path; returns NULL or why it is not one. */
+const char *calypso_path_problem(const char *p, size_t n);
 /* Reads an operation argument: a method name (returns its endpoint) or a
- * path for client:call (returns NULL; raises when it is not a path). */
-const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char **path, size_t *pathlen);
+ * path for client:call (returns NULL; raises, naming fname, when it is not a path). */
+const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char *fname,
+                                          const char **path, size_t *pathlen);
+/* The endpoint named by the string at idx (a method name), or NULL. */
+const calypso_endpoint *calypso_find_endpoint(lua_State *L, int idx);
 /* Validates the payload at pidx, builds the envelope into c->request and signs
  * it: returns 0, or pushes nil, message, err and returns 3. */
 int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,

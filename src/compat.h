@@ -54,20 +54,31 @@ static inline void *calypso_testudata(lua_State *L, int i, const char *tname)
 #endif
 }
 
-/* True when the value at i is a number with an exact integer representation
- * (5.3+: the integer subtype; before: a double with no fractional part). */
+/* True when the value at i is a number with an integral value within +-2^53
+ * (or any integer of the 5.3+ integer subtype): 5.0 counts as well as 5, on
+ * every runtime alike. */
 static inline int calypso_isinteger(lua_State *L, int i)
 {
-#if LUA_VERSION_NUM >= 503
-    return lua_isinteger(L, i);
-#else
     lua_Number n;
     if (lua_type(L, i) != LUA_TNUMBER)
         return 0;
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, i))
+        return 1;
+#endif
     n = lua_tonumber(L, i);
     /* range first: casting NaN, an infinity or anything past 2^63 to long long is UB */
     return n >= -9007199254740992.0 && n <= 9007199254740992.0 && n == (lua_Number)(long long)n;
+}
+
+/* The value at i (a number for which calypso_isinteger holds) as an integer. */
+static inline lua_Integer calypso_tointeger(lua_State *L, int i)
+{
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, i))
+        return lua_tointeger(L, i);
 #endif
+    return (lua_Integer)lua_tonumber(L, i);
 }
 
 /* Pushes a 64-bit integer: an integer on 5.3+, an exact double before. */

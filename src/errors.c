@@ -1,6 +1,7 @@
 /* errors.c: builds the (nil, message, err) failure triple. */
 #include <string.h>
 #include <lauxlib.h>
+#include "compat.h"
 #include "errors.h"
 
 #define BODY_SNIPPET 256   /* enough to recognise an HTML error page */
@@ -54,4 +55,56 @@ int calypso_push_simple_failure(lua_State *L, const char *kind, const char *op, 
     f.op = op;
     f.message = message;
     return calypso_push_failure(L, &f);
+}
+
+int calypso_argerror(lua_State *L, int idx, const char *fname, const char *extramsg)
+{
+    if (idx <= 1)
+        return luaL_error(L, "calling '%s' on bad self (%s)", fname, extramsg);
+    return luaL_error(L, "bad argument #%d to '%s' (%s)", idx - 1, fname, extramsg);
+}
+
+static int type_error(lua_State *L, int idx, const char *fname, const char *tname)
+{
+    return calypso_argerror(L, idx, fname, lua_pushfstring(L, "%s expected, got %s", tname,
+                                                           luaL_typename(L, idx)));
+}
+
+void *calypso_checkself(lua_State *L, const char *tname, const char *fname)
+{
+    void *p = calypso_testudata(L, 1, tname);
+    if (p == NULL)
+        type_error(L, 1, fname, tname);
+    return p;
+}
+
+const char *calypso_checklstring(lua_State *L, int idx, const char *fname, size_t *len)
+{
+    const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, len) : NULL;
+    if (s == NULL)
+        type_error(L, idx, fname, "string");
+    return s;
+}
+
+const char *calypso_optlstring(lua_State *L, int idx, const char *fname, size_t *len)
+{
+    if (lua_isnoneornil(L, idx))
+        return NULL;
+    return calypso_checklstring(L, idx, fname, len);
+}
+
+lua_Number calypso_checknumber(lua_State *L, int idx, const char *fname)
+{
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        type_error(L, idx, fname, "number");
+    return lua_tonumber(L, idx);
+}
+
+lua_Integer calypso_checkinteger(lua_State *L, int idx, const char *fname)
+{
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        type_error(L, idx, fname, "number");
+    if (!calypso_isinteger(L, idx))
+        calypso_argerror(L, idx, fname, "number has no integer representation");
+    return calypso_tointeger(L, idx);
 }

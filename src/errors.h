@@ -4,6 +4,7 @@
 #ifndef CALYPSO_ERRORS_H
 #define CALYPSO_ERRORS_H
 
+#include <stddef.h>
 #include <lua.h>
 
 typedef struct calypso_failure {
@@ -27,5 +28,18 @@ int calypso_push_failure(lua_State *L, const calypso_failure *f);
 
 /* Shorthand for a failure with only a kind and a message. */
 int calypso_push_simple_failure(lua_State *L, const char *kind, const char *op, const char *message);
+
+/* Argument checks of methods that name the method themselves: lauxlib finds
+ * the name from the call site, which gives '?' when a method is reached
+ * through a tail call, pcall or lua_pcall. idx is the stack index (self is 1);
+ * messages count the arguments after self, as lauxlib does for obj:method(). */
+int calypso_argerror(lua_State *L, int idx, const char *fname, const char *extramsg);
+void *calypso_checkself(lua_State *L, const char *tname, const char *fname);
+const char *calypso_checklstring(lua_State *L, int idx, const char *fname, size_t *len);
+/* NULL when the argument is none or nil. */
+const char *calypso_optlstring(lua_State *L, int idx, const char *fname, size_t *len);
+lua_Number calypso_checknumber(lua_State *L, int idx, const char *fname);
+/* A number with an integral value (5.0 as well as 5, on every runtime). */
+lua_Integer calypso_checkinteger(lua_State *L, int idx, const char *fname);
 
 #endif

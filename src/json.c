@@ -9,6 +9,56 @@
 #include "numbers.h"
 #include "validate.h"
 
+/* The address that marks an error raised by something other than lua-cjson. */
+static const char foreign_key = 0;
+
+/* Message handler of the lua-cjson calls: an error raised by encode or decode
+ * itself (the function running at level 1) passes unchanged; any other (a
+ * finalizer or hook that ran inside) comes back wrapped, to be raised again. */
+static int message_handler(lua_State *L)
+{
+    lua_Debug ar;
+    int own = 0;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "f", &ar)) {
+        own = lua_rawequal(L, -1, lua_upvalueindex(1)) || lua_rawequal(L, -1, lua_upvalueindex(2));
+        lua_pop(L, 1);
+    }
+    if (own)
+        return 1;
+    lua_createtable(L, 0, 1);
+    lua_pushlightuserdata(L, (void *)&foreign_key);
+    lua_pushvalue(L, 1);
+    lua_rawset(L, -3);                       /* err, { [foreign_key] = err } */
+    return 1;
+}
+
+/* Calls the cjson function at fn with the value on top as its argument, under
+ * the message handler. Returns 0 with the value replaced by the result, or -1
+ * with it replaced by lua-cjson's error; raises anything that is not
+ * lua-cjson's own error. */
+static int cjson_call(lua_State *L, int fn)
+{
+    int status;
+    lua_pushvalue(L, CALYPSO_UV_MSGH);
+    lua_insert(L, -2);                       /* msgh, arg */
+    lua_pushvalue(L, fn);
+    lua_insert(L, -2);                       /* msgh, fn, arg */
+    status = lua_pcall(L, 1, 1, -3);         /* msgh, result */
+    lua_remove(L, -2);
+    if (status == LUA_OK)
+        return 0;
+    if (status == LUA_ERRRUN && lua_istable(L, -1)) {
+        lua_pushlightuserdata(L, (void *)&foreign_key);
+        lua_rawget(L, -2);
+        if (!lua_isnil(L, -1))
+            lua_error(L);                    /* what the finalizer or hook raised */
+        lua_pop(L, 1);
+    }
+    if (status != LUA_ERRRUN)
+        lua_error(L);                        /* out of memory, error in the handler, in __gc */
+    return -1;
+}
+
 /* Calls cjson_instance[name](arg) for its configuration side effect. */
 static void configure(lua_State *L, const char *name, int arg)
 {
@@ -38,6 +88,9 @@ void calypso_json_push_codec(lua_State *L)
     lua_getfield(L, -2, "decode");           /* cjson, inst, encode, decode */
     lua_remove(L, -3);
     lua_remove(L, -3);                       /* encode, decode */
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, message_handler, 2); /* encode, decode, msgh */
 }
 
 /* Copies a cjson error into msg, keeping it on one short line. */
@@ -54,9 +107,8 @@ static void copy_reason(lua_State *L, const char *prefix, char *msg, size_t msgl
 int calypso_json_encode(lua_State *L, int idx, char *msg, size_t msglen)
 {
     idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-    lua_pushvalue(L, CALYPSO_UV_ENCODE);
     lua_pushvalue(L, idx);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    if (cjson_call(L, CALYPSO_UV_ENCODE) != 0) {
         copy_reason(L, "cannot encode payload: ", msg, msglen);
         lua_pop(L, 1);
         return -1;
@@ -202,9 +254,8 @@ int calypso_json_decode(lua_State *L, const char *s, size_t n, int exact_amounts
             seen |= CALYPSO_SEEN_NUMBER;   /* marked strings to turn back into integers */
         }
     }
-    lua_pushvalue(L, CALYPSO_UV_DECODE);
     lua_pushlstring(L, s, n);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    if (cjson_call(L, CALYPSO_UV_DECODE) != 0) {
         copy_reason(L, "malformed JSON: ", msg, msglen);
         lua_pop(L, 1);
         return -1;

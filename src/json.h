@@ -10,14 +10,20 @@
 
 #define CALYPSO_UV_ENCODE lua_upvalueindex(1)
 #define CALYPSO_UV_DECODE lua_upvalueindex(2)
-#define CALYPSO_JSON_UPVALUES 2
+#define CALYPSO_UV_MSGH lua_upvalueindex(3)
+#define CALYPSO_JSON_UPVALUES 3
 
 #define CALYPSO_JSON_MAX_DEPTH 64   /* deeper responses are a decode error */
 
-/* Pushes a private, configured cjson's encode and decode functions (2 values). */
+/* Pushes a private, configured cjson's encode and decode functions and the
+ * message handler the core calls them with (CALYPSO_JSON_UPVALUES values). */
 void calypso_json_push_codec(lua_State *L);
 
-/* Encodes the value at idx; on success pushes the JSON string and returns 0,
+/* Both calls run lua-cjson under lua_pcall, and only lua-cjson's own errors
+ * (bad JSON, a value it cannot encode) become a failure: anything else that
+ * happens inside (out of memory, an error in error handling, an error raised
+ * by a finalizer or hook that ran there) is raised again as it came.
+ * Encodes the value at idx; on success pushes the JSON string and returns 0,
  * else leaves the stack as it was, writes the reason to msg and returns -1. */
 int calypso_json_encode(lua_State *L, int idx, char *msg, size_t msglen);
 

@@ -14,6 +14,7 @@
 #include <mbedtls/platform_util.h>
 #include "compat.h"
 #include "client.h"
+#include "errors.h"
 #include "json.h"
 #include "multi.h"
 
@@ -45,7 +46,13 @@ struct calypso_multi {
 typedef struct multi_ud {
     calypso_multi *m;
     int client_ref;                 /* keeps the client alive while we live */
+    calypso_client *client;         /* that client (valid while client_ref holds it) */
+    int busy;                       /* start/result in progress (see calypso_client_enter) */
+    int closing;                    /* close asked while busy: done on leaving */
 } multi_ud;
+
+#define MULTI_BUSY \
+    "calypso.purse: multi is busy (called from a finalizer or hook during another call on it)"
 
 /* ------------------------------------------------------------------ C state */
 
@@ -121,12 +128,13 @@ static slot *take_slot(calypso_multi *m, calypso_client *c)
 
 /* Starts the call (op at opidx, payload at pidx, the top of the stack).
  * Returns the slot, or NULL with nil, message, err pushed (invalid payload). */
-static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx, int pidx)
+static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx, int pidx,
+                   const char *fname)
 {
     char sign_hex[CALYPSO_SIGN_HEX];
     const char *path;
     size_t pathlen;
-    const calypso_endpoint *ep = calypso_client_op(L, opidx, &path, &pathlen);
+    const calypso_endpoint *ep = calypso_client_op(L, opidx, fname, &path, &pathlen);
     const char *op = ep != NULL ? ep->name : path;
     slot *s;
 
@@ -209,34 +217,47 @@ static void store_result(lua_State *L, int results, int index, int n)
     lua_rawseti(L, results, index);
 }
 
+/* client:batch(calls [, max_in_flight]): runs as a body of client_guarded
+ * (the client checked and busy). */
 int calypso_client_batch(lua_State *L)
 {
-    calypso_client *c = calypso_client_check(L, 1);
+    calypso_client *c = lua_touserdata(L, 1);
     int n, i, next = 1, done = 0, results, max_in_flight = DEFAULT_IN_FLIGHT;
     calypso_multi *m;
 
-    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_istable(L, 2))
+        calypso_argerror(L, 2, "batch", lua_pushfstring(L, "table expected, got %s", luaL_typename(L, 2)));
     if (!lua_isnoneornil(L, 3)) {
-        lua_Integer v = luaL_checkinteger(L, 3);
-        luaL_argcheck(L, v >= 1 && v <= MAX_SLOTS, 3, "max_in_flight must be from 1 to 1024");
+        lua_Integer v = calypso_checkinteger(L, 3, "batch");
+        if (!(v >= 1 && v <= MAX_SLOTS))
+            calypso_argerror(L, 3, "batch", "max_in_flight must be from 1 to 1024");
         max_in_flight = (int)v;
     }
+    lua_settop(L, 2);
     n = (int)calypso_rawlen(L, 2);
     for (i = 1; i <= n; i++) {   /* every entry checked before anything starts */
+        const char *why = NULL, *op;
+        size_t len;
         lua_rawgeti(L, 2, i);
         if (lua_type(L, -1) != LUA_TTABLE)
             luaL_error(L, "calypso.purse: batch entry %d must be a table { op, payload }", i);
-        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, 3, 1);
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "calypso.purse: batch entry %d: op must be a method name or path", i);
-        lua_pop(L, 2);
+        op = lua_tolstring(L, 4, &len);
+        if (calypso_find_endpoint(L, 4) == NULL && (why = calypso_path_problem(op, len)) != NULL)
+            luaL_error(L, "calypso.purse: batch entry %d: op is neither a method name nor a path (%s)", i, why);
+        lua_rawgeti(L, 3, 2);
+        if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+            luaL_error(L, "calypso.purse: batch entry %d: payload must be a table or nil (got %s)", i,
+                       luaL_typename(L, -1));
+        lua_settop(L, 2);
     }
     if (c->batch == NULL && (c->batch = multi_new()) == NULL)
         return luaL_error(L, "calypso.purse: out of memory");
     m = c->batch;
     for (i = 0; i < m->count; i++)   /* leftovers of a batch interrupted by an error */
         slot_reset(m, m->slots[i]);
-    lua_settop(L, 2);
     lua_createtable(L, n, 0);
     results = 3;
 
@@ -246,7 +267,7 @@ int calypso_client_batch(lua_State *L)
             lua_rawgeti(L, 2, next);               /* results, entry */
             lua_rawgeti(L, -1, 1);                 /* results, entry, op */
             lua_rawgeti(L, -2, 2);                 /* results, entry, op, payload */
-            s = start(L, m, c, results + 2, results + 3);
+            s = start(L, m, c, results + 2, results + 3, "batch");
             if (s == NULL) {                       /* results, entry, op, nil, msg, err */
                 store_result(L, results, next, 3);
                 done++;
@@ -272,37 +293,77 @@ int calypso_client_batch(lua_State *L)
 
 /* ------------------------------------------------------------------ client:multi */
 
-static multi_ud *check_multi(lua_State *L)
+static multi_ud *check_multi(lua_State *L, const char *fname)
 {
-    multi_ud *u = luaL_checkudata(L, 1, MULTI_MT);
-    if (u->m == NULL)
+    multi_ud *u = calypso_checkself(L, MULTI_MT, fname);
+    if (u->m == NULL || u->closing)
         luaL_error(L, "calypso.purse: the multi is closed");
     return u;
 }
 
 /* Pushes the client this multi belongs to and returns it (raises if closed). */
-static calypso_client *multi_client(lua_State *L, multi_ud *u)
+static calypso_client *multi_client(lua_State *L, multi_ud *u, const char *fname)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, u->client_ref);
-    return calypso_client_check(L, lua_gettop(L));
+    return calypso_client_check(L, lua_gettop(L), fname);
 }
 
-static slot *find_slot(lua_State *L, calypso_multi *m, int idx)
+static slot *find_slot(lua_State *L, calypso_multi *m, int idx, const char *fname)
 {
-    lua_Integer id = luaL_checkinteger(L, idx);
+    lua_Integer id = calypso_checkinteger(L, idx, fname);
     int i;
     for (i = 0; i < m->count; i++)
         if (m->slots[i]->id == id && id != 0)
             return m->slots[i];
-    luaL_argerror(L, idx, "no such call (never started, or its result was already taken)");
+    calypso_argerror(L, idx, fname, "no such call (never started, or its result was already taken)");
     return NULL;
+}
+
+static void multi_release(lua_State *L, multi_ud *u)
+{
+    calypso_multi_free(u->m);
+    u->m = NULL;
+    if (u->client_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, u->client_ref);
+        u->client_ref = LUA_NOREF;
+    }
+}
+
+/* start and result: the body (upvalue 1) under lua_pcall with the multi and
+ * its client busy (both: the body uses the client's request buffer and the
+ * multi's slots across Lua API calls). The body gets multi, args... */
+static int multi_guarded(lua_State *L)
+{
+    const char *fname = lua_tostring(L, lua_upvalueindex(2));
+    multi_ud *u = check_multi(L, fname);
+    calypso_client *c;
+    int status;
+    if (u->busy)
+        return luaL_error(L, MULTI_BUSY);
+    c = multi_client(L, u, fname);             /* multi, args..., client */
+    calypso_client_enter(L, c);
+    lua_insert(L, 1);                          /* client (held), multi, args... */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 2);                          /* client, body, multi, args... */
+    u->busy = 1;
+    status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+    u->busy = 0;
+    calypso_client_leave(c);
+    if (u->closing) {
+        u->closing = 0;
+        multi_release(L, u);
+    }
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L) - 1;
 }
 
 int calypso_client_multi(lua_State *L)
 {
     multi_ud *u;
-    calypso_client_check(L, 1);
+    calypso_client_check(L, 1, "multi");
     u = lua_newuserdata(L, sizeof *u);
+    memset(u, 0, sizeof *u);
     u->m = NULL;
     u->client_ref = LUA_NOREF;
     luaL_getmetatable(L, MULTI_MT);
@@ -311,18 +372,17 @@ int calypso_client_multi(lua_State *L)
         return luaL_error(L, "calypso.purse: out of memory");
     lua_pushvalue(L, 1);
     u->client_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    u->client = lua_touserdata(L, 1);
     return 1;
 }
 
-/* multi:start(op, payload) -> id | nil, message, err */
+/* multi:start(op, payload) -> id | nil, message, err (a multi_guarded body) */
 static int multi_start(lua_State *L)
 {
-    multi_ud *u = check_multi(L);
-    calypso_client *c = multi_client(L, u);   /* 1 multi, 2 op, 3 payload, 4 client */
+    multi_ud *u = lua_touserdata(L, 1);
     slot *s;
-    lua_insert(L, 2);                         /* multi, client, op, payload */
-    lua_settop(L, 4);
-    s = start(L, u->m, c, 3, 4);
+    lua_settop(L, 3);
+    s = start(L, u->m, u->client, 2, 3, "start");
     if (s == NULL)
         return 3;
     lua_pushinteger(L, s->id);
@@ -333,9 +393,12 @@ static int multi_start(lua_State *L)
  * `seconds` (default 0: never blocks). */
 static int multi_poll(lua_State *L)
 {
-    multi_ud *u = check_multi(L);
-    lua_Number t = luaL_optnumber(L, 2, 0);
-    luaL_argcheck(L, t >= 0 && t <= 3600, 2, "seconds must be from 0 to 3600");
+    multi_ud *u = check_multi(L, "poll");
+    lua_Number t = lua_isnoneornil(L, 2) ? 0 : calypso_checknumber(L, 2, "poll");
+    if (!(t >= 0 && t <= 3600))
+        calypso_argerror(L, 2, "poll", "seconds must be from 0 to 3600");
+    if (u->busy)   /* a result is being built from one of the slots */
+        return luaL_error(L, MULTI_BUSY);
     lua_pushinteger(L, u->m->running > 0 ? drive(u->m, (int)(t * 1000)) : 0);
     return 1;
 }
@@ -343,46 +406,44 @@ static int multi_poll(lua_State *L)
 /* multi:done(id) -> true when the call has finished and its result waits. */
 static int multi_done(lua_State *L)
 {
-    multi_ud *u = check_multi(L);
-    lua_pushboolean(L, find_slot(L, u->m, 2)->state == SLOT_DONE);
+    multi_ud *u = check_multi(L, "done");
+    lua_pushboolean(L, find_slot(L, u->m, 2, "done")->state == SLOT_DONE);
     return 1;
 }
 
-/* multi:result(id) -> what the method would have returned; frees the call. */
+/* multi:result(id) -> what the method would have returned; frees the call
+ * (a multi_guarded body). */
 static int multi_result(lua_State *L)
 {
-    multi_ud *u = check_multi(L);
-    slot *s = find_slot(L, u->m, 2);
-    calypso_client *c;
+    multi_ud *u = lua_touserdata(L, 1);
+    slot *s = find_slot(L, u->m, 2, "result");
     if (s->state != SLOT_DONE)
         return luaL_error(L, "calypso.purse: call %d is still running (poll until done)", (int)s->id);
-    c = multi_client(L, u);
-    return collect(L, u->m, c, s);
+    lua_settop(L, 2);
+    return collect(L, u->m, u->client, s);
 }
 
 /* multi:pending() -> number of calls still running. */
 static int multi_pending(lua_State *L)
 {
-    lua_pushinteger(L, check_multi(L)->m->running);
+    lua_pushinteger(L, check_multi(L, "pending")->m->running);
     return 1;
 }
 
 /* multi:close(): aborts running calls and frees everything; idempotent. */
 static int multi_close(lua_State *L)
 {
-    multi_ud *u = luaL_checkudata(L, 1, MULTI_MT);
-    calypso_multi_free(u->m);
-    u->m = NULL;
-    if (u->client_ref != LUA_NOREF) {
-        luaL_unref(L, LUA_REGISTRYINDEX, u->client_ref);
-        u->client_ref = LUA_NOREF;
-    }
+    multi_ud *u = calypso_checkself(L, MULTI_MT, "close");
+    if (u->busy)
+        u->closing = u->m != NULL;   /* from a finalizer inside start/result: done on leaving */
+    else
+        multi_release(L, u);
     return 0;
 }
 
 static int multi_tostring(lua_State *L)
 {
-    multi_ud *u = luaL_checkudata(L, 1, MULTI_MT);
+    multi_ud *u = calypso_checkself(L, MULTI_MT, "__tostring");
     if (u->m == NULL)
         lua_pushfstring(L, "calypso.purse multi (closed): %p", (void *)u);
     else
@@ -390,11 +451,15 @@ static int multi_tostring(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg multi_methods[] = {
+static const luaL_Reg multi_guarded_methods[] = {
     { "start", multi_start },
+    { "result", multi_result },
+    { NULL, NULL }
+};
+
+static const luaL_Reg multi_methods[] = {
     { "poll", multi_poll },
     { "done", multi_done },
-    { "result", multi_result },
     { "pending", multi_pending },
     { "close", multi_close },
     { NULL, NULL }
@@ -409,14 +474,22 @@ static const luaL_Reg multi_meta[] = {
 
 void calypso_multi_register(lua_State *L)
 {
-    luaL_newmetatable(L, MULTI_MT);                   /* enc, dec, mt */
+    int i, codec = lua_gettop(L) - CALYPSO_JSON_UPVALUES + 1;
+    const luaL_Reg *r;
+    luaL_newmetatable(L, MULTI_MT);                   /* codec, mt */
     lua_pushliteral(L, MULTI_MT);
     lua_setfield(L, -2, "__name");
     calypso_setfuncs(L, multi_meta, 0);
-    lua_newtable(L);                                  /* enc, dec, mt, methods */
-    lua_pushvalue(L, -4);
-    lua_pushvalue(L, -4);
-    calypso_setfuncs(L, multi_methods, CALYPSO_JSON_UPVALUES);   /* prepare and finish use the codec */
+    lua_newtable(L);                                  /* codec, mt, methods */
+    calypso_setfuncs(L, multi_methods, 0);
+    for (r = multi_guarded_methods; r->name != NULL; r++) {
+        for (i = 0; i < CALYPSO_JSON_UPVALUES; i++)   /* prepare and finish use the codec */
+            lua_pushvalue(L, codec + i);
+        lua_pushcclosure(L, r->func, CALYPSO_JSON_UPVALUES);
+        lua_pushstring(L, r->name);
+        lua_pushcclosure(L, multi_guarded, 2);
+        lua_setfield(L, -2, r->name);
+    }
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 }

@@ -125,16 +125,17 @@ __attribute__((visibility("default"))) int luaopen_calypso_purse(lua_State *L)
      * it is never undone from a finalizer, as other users may share libcurl. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return luaL_error(L, "calypso.purse: curl_global_init failed");
-    calypso_json_push_codec(L);                      /* enc, dec */
+    calypso_json_push_codec(L);                      /* enc, dec, msgh */
     calypso_client_register(L);
     calypso_multi_register(L);
     luaL_newmetatable(L, SCRATCH_MT);
     lua_pushcfunction(L, scratch_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    lua_newtable(L);                                 /* enc, dec, M */
-    lua_pushvalue(L, -3);
-    lua_pushvalue(L, -3);
+    lua_newtable(L);                                 /* enc, dec, msgh, M */
+    lua_pushvalue(L, -4);
+    lua_pushvalue(L, -4);
+    lua_pushvalue(L, -4);
     calypso_setfuncs(L, purse_functions, CALYPSO_JSON_UPVALUES);
     lua_pushliteral(L, CALYPSO_VERSION);
     lua_setfield(L, -2, "_VERSION");

@@ -12,7 +12,8 @@
 typedef struct walk {
     char path[160];
     size_t plen;
-    size_t bytes;       /* string bytes seen so far */
+    size_t bytes;       /* bytes of JSON so far: everything written, strings counted
+                           before escaping (escapes are bounded by the buffer's limit) */
     size_t max_bytes;
     char *msg;
     size_t msglen;
@@ -90,7 +91,7 @@ static int fail(walk *w, const char *what)
     return -1;
 }
 
-/* Counts n more bytes of string data against the payload's budget. */
+/* Counts n more bytes of JSON against the payload's budget. */
 static int charge(walk *w, size_t n)
 {
     if (n > w->max_bytes - w->bytes)
@@ -153,28 +154,29 @@ static int number_ok(lua_State *L, int idx, walk *w)
 {
     char tmp[40];
     double d;
+    int n;
 #if LUA_VERSION_NUM >= 503
     if (lua_isinteger(L, idx)) {
         lua_Integer i = lua_tointeger(L, idx);
         if (i > 99999999999999LL || i < -99999999999999LL)
             return fail(w, "integer has more than 14 digits and cannot be sent exactly");
-        return 0;
+        return charge(w, calypso_format_int(tmp, (long long)i));
     }
 #endif
     d = (double)lua_tonumber(L, idx);
     if (!isfinite(d))
         return fail(w, "number must be finite (not NaN or infinity)");
-    snprintf(tmp, sizeof tmp, "%.14g", d);
+    n = snprintf(tmp, sizeof tmp, "%.14g", d);
     if (strtod(tmp, NULL) != d)
         return fail(w, "number has more than 14 significant digits and cannot be sent exactly");
-    return 0;
+    return charge(w, n > 0 ? (size_t)n : 0);
 }
 
 static int string_ok(lua_State *L, int idx, walk *w)
 {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    if (charge(w, n) != 0)
+    if (charge(w, n) != 0 || charge(w, 2) != 0)   /* the text and its quotes */
         return -1;
     if (!calypso_utf8_valid(s, n))
         return fail(w, "string is not valid UTF-8");
@@ -191,6 +193,8 @@ static int table_ok(lua_State *L, int idx, int depth, walk *w)
     if (depth > CALYPSO_MAX_DEPTH)
         return fail(w, "tables nested too deeply (or a cycle)");
     luaL_checkstack(L, 3, "calypso: payload");
+    if (charge(w, 2) != 0)   /* the brackets */
+        return -1;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         size_t old;
@@ -200,7 +204,7 @@ static int table_ok(lua_State *L, int idx, int depth, walk *w)
             const char *k = lua_tolstring(L, -2, &kn);
             has_string = 1;
             old = path_push_key(w, k, kn);
-            if (charge(w, kn) != 0) {
+            if (charge(w, kn + 4) != 0) {   /* "key": and a comma */
                 lua_pop(L, 2);
                 return -1;
             }
@@ -213,6 +217,10 @@ static int table_ok(lua_State *L, int idx, int depth, walk *w)
             has_index = 1;
             count++;
             old = path_push_index(w, (size_t)lua_tonumber(L, -2));
+            if (charge(w, 1) != 0) {   /* a comma */
+                lua_pop(L, 2);
+                return -1;
+            }
         } else {
             lua_pop(L, 2);
             return fail(w, "table keys must be strings, or 1..n without holes (a sparse array or odd key)");
@@ -239,7 +247,7 @@ static int value_ok(lua_State *L, int idx, int depth, walk *w)
 {
     switch (lua_type(L, idx)) {
     case LUA_TBOOLEAN:
-        return 0;
+        return charge(w, 5);
     case LUA_TNUMBER:
         return number_ok(L, idx, w);
     case LUA_TSTRING:
@@ -248,7 +256,7 @@ static int value_ok(lua_State *L, int idx, int depth, walk *w)
         return table_ok(L, idx, depth, w);
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL)   /* purse.null / cjson.null: JSON null */
-            return 0;
+            return charge(w, 4);
         /* fall through */
     default:
         return fail(w, lua_pushfstring(L, "a %s cannot be sent as JSON", luaL_typename(L, idx)));
@@ -265,6 +273,15 @@ static void put(lua_State *L, walk *w, const char *s, size_t n)
 {
     if (calypso_buf_append(w->out, s, n) != 0)
         luaL_error(L, "calypso.purse: out of memory building the request");
+}
+
+/* put for bytes other than string contents: counted against the budget. */
+static int put_charged(lua_State *L, walk *w, const char *s, size_t n)
+{
+    if (charge(w, n) != 0)
+        return -1;
+    put(L, w, s, n);
+    return 0;
 }
 
 /* 1 when one of the 8 bytes at p is a control character, '"' or '\\'
@@ -363,7 +380,7 @@ static int write_field(lua_State *L, int idx, const calypso_field *f, walk *w)
             char quoted[38];
             if (!calypso_is_uuid(s, n))
                 return fail(w, "must be a UUID (8-4-4-4-12 hex digits)");
-            if (charge(w, n) != 0)
+            if (charge(w, n + 2) != 0)
                 return -1;
             /* hex digits and dashes: nothing to check or escape */
             quoted[0] = quoted[37] = '"';
@@ -385,23 +402,21 @@ static int write_field(lua_State *L, int idx, const calypso_field *f, walk *w)
         if (v > 99999999999999.0)   /* the same bound as any number (number_ok) */
             return fail(w, "integer has more than 14 digits and cannot be sent exactly");
         n = calypso_format_int(digits, (long long)v);
-        put(L, w, digits, n);
-        return 0;
+        return put_charged(L, w, digits, n);
     }
     case CALYPSO_T_BOOLEAN:
         if (t != LUA_TBOOLEAN)
             return fail(w, lua_pushfstring(L, "must be a boolean (got %s)", luaL_typename(L, idx)));
         if (lua_toboolean(L, idx))
-            put(L, w, "true", 4);
-        else
-            put(L, w, "false", 5);
-        return 0;
+            return put_charged(L, w, "true", 4);
+        return put_charged(L, w, "false", 5);
     case CALYPSO_T_STRING_LIST:
         n = t == LUA_TTABLE ? calypso_rawlen(L, idx) : 0;
         if (n == 0)   /* lua-cjson would send an empty table as {}: refuse it */
             return fail(w, "must be a non-empty array of strings");
         luaL_checkstack(L, 3, "calypso: payload");
-        put(L, w, "[", 1);
+        if (put_charged(L, w, "[", 1) != 0 || charge(w, 1) != 0)   /* and the ] */
+            return -1;
         for (i = 1; i <= n; i++) {
             size_t old;
             int r;
@@ -410,8 +425,10 @@ static int write_field(lua_State *L, int idx, const calypso_field *f, walk *w)
                 lua_pop(L, 1);
                 return fail(w, "must be a non-empty array of strings");
             }
-            if (i > 1)
-                put(L, w, ",", 1);
+            if (i > 1 && put_charged(L, w, ",", 1) != 0) {
+                lua_pop(L, 1);
+                return -1;
+            }
             old = path_push_index(w, i);
             r = write_string(L, lua_gettop(L), w);
             lua_pop(L, 1);
@@ -439,7 +456,8 @@ static int write_fields(lua_State *L, int idx, const calypso_field *fields, walk
     if (++w->depth > CALYPSO_MAX_DEPTH)
         return fail(w, "tables nested too deeply (or a cycle)");
     luaL_checkstack(L, 4, "calypso: payload");
-    put(L, w, "{", 1);
+    if (put_charged(L, w, "{", 1) != 0 || charge(w, 1) != 0)   /* and the } to come */
+        return -1;
     for (f = fields; f->name != NULL; f++) {
         size_t old, namelen = strlen(f->name);
         int r = 0;
@@ -450,6 +468,10 @@ static int write_fields(lua_State *L, int idx, const calypso_field *fields, walk
             if (f->required)
                 r = fail(w, "required field is missing");
         } else {
+            if (charge(w, namelen + 4) != 0) {   /* ,"name": */
+                lua_pop(L, 1);
+                return -1;
+            }
             if (!first)
                 put(L, w, ",", 1);
             first = 0;
