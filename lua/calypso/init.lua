@@ -36,24 +36,64 @@ local from_env = {
    base_url = "CALYPSO_BASE_URL",
 }
 
--- Options of this layer (never passed to purse.new) and their checks.
-local function is_count(v) return type(v) == "number" and v >= 0 and v == floor(v) end
-local function is_seconds(v) return type(v) == "number" and v >= 0 and v < math.huge end
-local function is_boolean(v) return type(v) == "boolean" end
+-- Options of this layer (never passed to purse.new): option -> { check, what it must be }.
+-- Every number has a range, so that nothing accepted here can break a call later (an
+-- infinite max_retries made an infinite deadline, which core:deadline refuses). Whole-number
+-- floats pass as integers on every runtime and are stored as integers.
+local MAX_RETRIES = 100       -- transient retries after the first attempt
+local MAX_SECONDS = 86400     -- deadline, keepalive_timeout: one day, like purse.new's timeout
+local MAX_BACKOFF = 3600      -- backoff_base, backoff_max
+local MAX_POOL_SIZE = 10000
+
+-- An entry: { check(v) -> boolean, what v must be, kind ("integer", "number" or nil) }.
+local function integer_in(lo, hi)
+   return { function(v) return type(v) == "number" and v >= lo and v <= hi and v == floor(v) end,
+            format("an integer from %d to %d", lo, hi), "integer" }
+end
+local function seconds_in(lo, hi)
+   return { function(v) return type(v) == "number" and v >= lo and v <= hi end,
+            format("a number of seconds from %s to %s", tostring(lo), tostring(hi)), "number" }
+end
+local function of_type(t, what)
+   return { function(v) return type(v) == t end, what }
+end
 local TRANSPORTS = { auto = true, curl = true, ngx = true }
+local function check(entry, what)
+   if what then return { entry, what } end
+   return entry
+end
 local LUA_OPTIONS = {
-   max_retries = { is_count, "a non-negative integer" },
-   deadline = { function(v) return is_seconds(v) and v > 0 end, "a positive number of seconds" },
-   retry = { is_boolean, "a boolean" },
-   heal_clock_skew = { is_boolean, "a boolean" },
-   backoff_base = { is_seconds, "a non-negative number of seconds" },
-   backoff_max = { is_seconds, "a non-negative number of seconds" },
-   on_event = { function(v) return type(v) == "function" end, "a function" },
-   hook_bodies = { is_boolean, "a boolean" },
-   transport = { function(v) return TRANSPORTS[v] ~= nil end, '"auto", "curl" or "ngx"' },
-   blocking_fallback = { is_boolean, "a boolean" },
-   ngx_options = { function(v) return type(v) == "table" end, "a table" },
+   max_retries = check(integer_in(0, MAX_RETRIES)),
+   deadline = check(seconds_in(0.001, MAX_SECONDS)),
+   retry = check(of_type("boolean", "a boolean")),
+   heal_clock_skew = check(of_type("boolean", "a boolean")),
+   backoff_base = check(seconds_in(0, MAX_BACKOFF)),
+   backoff_max = check(seconds_in(0, MAX_BACKOFF)),
+   on_event = check(of_type("function", "a function")),
+   hook_bodies = check(of_type("boolean", "a boolean")),
+   transport = check(function(v) return TRANSPORTS[v] ~= nil end, '"auto", "curl" or "ngx"'),
+   blocking_fallback = check(of_type("boolean", "a boolean")),
+   ngx_options = check(of_type("table", "a table")),
 }
+-- The options calypso.transport.ngx.new takes in ngx_options, checked here too: inside nginx
+-- the transport is made on the first call, too late for a construction error.
+local NGX_OPTIONS = {
+   pool_size = check(integer_in(1, MAX_POOL_SIZE)),
+   keepalive_timeout = check(seconds_in(0.001, MAX_SECONDS)),
+   pool = check(of_type("string", "a string")),
+}
+
+-- Checks one option against its entry; returns the value to keep (integers as integers).
+-- A refused number is shown as %.14g (the same text on every runtime), anything else by its
+-- type only (never a string's text).
+local function checked(name, entry, v, level)
+   if not entry[1](v) then
+      local shown = (entry[3] and type(v) == "number") and format("%.14g", v) or type(v)
+      error(format("calypso.new: option '%s' must be %s (got %s)", name, entry[2], shown), level + 1)
+   end
+   if entry[3] == "integer" then return floor(v) end
+   return v
+end
 
 local DEFAULT_MAX_RETRIES = 2
 local DEFAULT_BACKOFF_BASE = 0.5
@@ -509,15 +549,21 @@ function M.new(opts)
    end
    local core_opts, mine, transport_opts = {}, {}, {}
    for k, v in pairs(opts or {}) do
-      local check = LUA_OPTIONS[k]
-      if check then
-         if not check[1](v) then
-            error(format("calypso.new: option '%s' must be %s", k, check[2]), 2)
-         end
-         mine[k] = v
+      local entry = LUA_OPTIONS[k]
+      if entry then
+         mine[k] = checked(k, entry, v, 2)
       else
          core_opts[k] = v
       end
+   end
+   local ngx_opts = {}
+   for k, v in pairs(mine.ngx_options or {}) do
+      local entry = NGX_OPTIONS[k]
+      if not entry then
+         error(format("calypso.new: option 'ngx_options.%s' is not an option of "
+            .. "calypso.transport.ngx (pool_size, keepalive_timeout, pool)", tostring(k)), 2)
+      end
+      ngx_opts[k] = checked("ngx_options." .. k, entry, v, 2)
    end
    for name, var in pairs(from_env) do
       if core_opts[name] == nil then
@@ -531,14 +577,15 @@ function M.new(opts)
    for k, v in pairs(core_opts) do
       if k ~= "secret" then transport_opts[k] = v end
    end
-   for k, v in pairs(mine.ngx_options or {}) do transport_opts[k] = v end
+   for k, v in pairs(ngx_opts) do transport_opts[k] = v end
    local max_retries = mine.max_retries or DEFAULT_MAX_RETRIES
    local attempts = mine.retry == false and 1 or max_retries + 1
+   local deadline = mine.deadline or math.min(core:info().timeout * attempts, MAX_SECONDS)
    return setmetatable({
       core = core,
       _policy = { max_retries = max_retries, retry = mine.retry ~= false,
                   heal_clock_skew = mine.heal_clock_skew ~= false },
-      _deadline = mine.deadline or core:info().timeout * attempts,
+      _deadline = deadline,
       _backoff_base = mine.backoff_base or DEFAULT_BACKOFF_BASE,
       _backoff_max = mine.backoff_max or DEFAULT_BACKOFF_MAX,
       _on_event = mine.on_event,
