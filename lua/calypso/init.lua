@@ -460,15 +460,35 @@ local function page_query(query, name)
    return q
 end
 
+-- The error object an iterator raises: err's fields (kind, status, code, retryable, sent,
+-- trace_id, message, attempts, ...) in a table that reads as its one-line message: tostring,
+-- `..`, string.format's %s (5.2+, LuaJIT), and the standalone interpreters (5.2+, LuaJIT).
+local failure_mt = { __name = "calypso.failure" }
+failure_mt.__tostring = function(e) return e.message end
+failure_mt.__concat = function(a, b) return tostring(a) .. tostring(b) end
+
+local function raise_failure(msg, err)
+   local e = {}
+   for k, v in pairs(type(err) == "table" and err or {}) do e[k] = v end
+   e.message = msg
+   if e.kind == nil then e.kind = "invalid" end
+   error(setmetatable(e, failure_mt), 0)
+end
+
+-- A page that breaks the paging contract (no result list, another page, a repeat): kind
+-- "decode", like any answer the client cannot use; the request was sent and answered 200.
 local function page_failure(fmt, ...)
-   error("calypso: find_transactions: " .. format(fmt, ...), 0)
+   local msg = "calypso: find_transactions: " .. format(fmt, ...)
+   raise_failure(msg, { kind = "decode", op = "find_transactions", status = 200,
+                        retryable = false, sent = true })
 end
 
 --- Iterator over the pages of transaction/find, lazily, from query.pageNumber (default 0):
 -- `for page in client:pages{ customerId = id, pageSize = 50 } do ... end`. Yields every page
 -- that holds at least one transaction ({ result, page, size, total, totalElements }). A failure
--- raises its one-line message (after the usual retries); so does a server that answers another
--- page than the one asked for or repeats the previous page, instead of looping forever.
+-- raises an error object (raise_failure: err's fields, tostring = the one-line message) after
+-- the usual retries; so does a server that answers another page than the one asked for or
+-- repeats the previous page, instead of looping forever.
 function Client:pages(query)
    check_self(self, "pages")
    local q = page_query(query, "pages")
@@ -480,8 +500,8 @@ function Client:pages(query)
       local ask = {}
       for k, v in pairs(q) do ask[k] = v end
       ask.pageNumber = n
-      local page, msg = perform(self, "find_transactions", ask)
-      if page == nil then error(msg, 0) end
+      local page, msg, err = perform(self, "find_transactions", ask)
+      if page == nil then raise_failure(msg, err) end
       local items = page.result
       if type(items) ~= "table" then
          page_failure("page %d has no result list", n)
