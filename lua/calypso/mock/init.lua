@@ -81,6 +81,9 @@ local function child_code(opts)
   fields[#fields + 1] = format("port=%d", opts.port)
   fields[#fields + 1] = format("lifetime=%d", math.ceil(opts.lifetime))
   fields[#fields + 1] = "heartbeat=true"
+  if opts.request_log_size ~= nil then
+    fields[#fields + 1] = format("request_log_size=%d", opts.request_log_size)
+  end
   fields[#fields + 1] = "log=" .. tostring(opts.log and true or false)
   fields[#fields + 1] = "allow_non_loopback=" .. tostring(opts.allow_non_loopback and true or false)
   return format("package.path=%q package.cpath=%q ", package.path, package.cpath)
@@ -143,6 +146,7 @@ local function resolve_options(opts)
     log = opts.log,
     allow_non_loopback = opts.allow_non_loopback,
     tls = opts.tls,
+    request_log_size = opts.request_log_size,
   }
 end
 
@@ -206,8 +210,10 @@ function Handle:update_transaction(args)
   return control(self, "POST", "/_mock/transaction/update", args)
 end
 
---- Queues a fault for the next `count` API requests. args: mode (delay, stall, close,
--- malformed, html503, raw, error), count (1) and the mode's fields. Returns {ok, queued}.
+--- Queues a fault for the next `count` API requests (accept_close: accepted connections).
+-- args: mode (see docs/mock.md: delay, stall, close, malformed, html503, raw, error,
+-- accept_close, partial, trickle, chunked, huge, wire, refuse), count (1) and the mode's
+-- fields. Returns {ok, queued}.
 function Handle:fault(args)
   live(self, "fault")
   return control(self, "POST", "/_mock/fault", args)
@@ -220,11 +226,25 @@ function Handle:config(args)
   return control(self, "POST", "/_mock/config", args or {})
 end
 
---- The last 200 API requests, oldest first: { {method, path, headers, header_names, body}, ... }
--- (headers: lowercased names to values; header_names: the names as sent, in order).
+--- The last API requests (request_log_size of them, default 200), oldest first:
+-- { {method, path, headers, header_names, body, truncated}, ... } (headers: lowercased names
+-- to values; header_names: the names as sent, in order; bodies cut at 64 KiB, then truncated).
 function Handle:requests()
   live(self, "requests")
   return control(self, "GET", "/_mock/requests")
+end
+
+--- Every customer, oldest first: { customers = { {id, email, description, externalId,
+-- blocked}, ... } }, straight from the mock's state (no API request, no fault strikes it).
+function Handle:customers()
+  live(self, "customers")
+  return control(self, "GET", "/_mock/customers")
+end
+
+--- The control endpoints: { endpoints = { {path, methods, summary}, ... } } (GET /_mock/).
+function Handle:endpoints()
+  live(self, "endpoints")
+  return control(self, "GET", "/_mock/")
 end
 
 --- Subscribes a URL to signed webhooks (see calypso.mock.webhooks). args: url
@@ -284,10 +304,16 @@ end
 
 --- Starts a mock server process and returns its handle once it is listening. opts (all
 -- optional): host, port, key, secret, account, lifetime (seconds, default 3600, at most 18 h),
--- lua (interpreter command), log (request log on stderr), allow_non_loopback, tls
+-- lua (interpreter command), log (request log on stderr), request_log_size (API requests
+-- kept for h:requests(), default 200, 0 = none, at most 100000), allow_non_loopback, tls
 -- ({ certificate = PEM file, key = PEM file }: serve HTTPS; needs luasec, Debian's lua-sec).
 function M.start(opts)
   local o = resolve_options(opts or {})
+  local size = o.request_log_size
+  if size ~= nil and (type(size) ~= "number" or size ~= math.floor(size) or size < 0
+                      or size > 100000) then
+    error("calypso.mock: request_log_size must be an integer from 0 to 100000", 2)
+  end
   if o.tls and (type(o.tls) ~= "table" or type(o.tls.certificate) ~= "string"
                 or type(o.tls.key) ~= "string") then
     error("calypso.mock: tls must be { certificate = file, key = file }", 2)
