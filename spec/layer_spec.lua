@@ -318,6 +318,32 @@ describe("transports", function()
       c:close()
    end)
 
+   it("inside nginx, without base_url or CALYPSO_BASE_URL, says once which host it uses (issue 15.5)", function()
+      if os.getenv("CALYPSO_BASE_URL") then return end -- the environment gives one: nothing to say
+      local warned = {}
+      fake_nginx(true)
+      package.loaded.ngx.log = function(level, msg) warned[#warned + 1] = { level, msg } end
+      local o = opts()
+      o.base_url = nil
+      local a, b = calypso.new(o), calypso.new(o)
+      calypso.new(opts()):close() -- a base_url given: nothing to say either
+      assert.are.same({ { 5, "calypso: no base_url option and no CALYPSO_BASE_URL in this worker's "
+         .. "environment (nginx passes it only with an `env CALYPSO_BASE_URL;` line): using "
+         .. "https://api.calypso.finance" } }, warned)
+      a:close()
+      b:close()
+   end)
+
+   it("outside nginx the default host is not reported", function()
+      local o = opts()
+      o.base_url = nil
+      local lines = require("support.helpers").run_lua(([[
+         local c = require("calypso").new{ key = %q, secret = %q, account = %q }
+         io.write("base ", c:info().base_url, "\n")
+      ]]):format(o.key, o.secret, o.account), { CALYPSO_BASE_URL = "" })
+      assert.are.equal("base https://api.calypso.finance\n", lines)
+   end)
+
    it('"curl" inside nginx is libcurl', function()
       local log = fake_nginx(true)
       local c = calypso.new(opts{ transport = "curl" })

@@ -159,6 +159,17 @@ local function warn(msg)
    end
 end
 
+-- Inside nginx a missing `env CALYPSO_BASE_URL;` line silently sends every call to the
+-- default host: say once per worker (each worker has its own Lua VM) which host is used.
+local told_default_host = false
+local function warn_default_host(core)
+   if told_default_host or ngx_api() == nil then return end
+   told_default_host = true
+   warn("calypso: no base_url option and no CALYPSO_BASE_URL in this worker's environment "
+      .. "(nginx passes it only with an `env CALYPSO_BASE_URL;` line): using "
+      .. tostring(core:info().base_url))
+end
+
 ---------------------------------------------------------------------------------------------
 -- Transports
 ---------------------------------------------------------------------------------------------
@@ -592,6 +603,7 @@ function M.new(opts)
       end
    end
    local core = purse.new(core_opts)
+   if core_opts.base_url == nil then warn_default_host(core) end
    -- calypso.transport.ngx.new gets the core options but the secret (the core signs), plus
    -- its own (pool_size, keepalive_timeout, pool) from ngx_options
    for k, v in pairs(core_opts) do
