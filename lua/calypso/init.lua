@@ -429,6 +429,62 @@ function Client:batch(calls, max_in_flight)
    return results
 end
 
+-- True when a failed create may have been applied: it may have left (sent ~= false) and no
+-- Calypso error body other than 000 says it was refused (timeout, network, an HTTP error page
+-- from a proxy, an unreadable 200, API error 000).
+local function maybe_applied(err)
+   if type(err) ~= "table" or err.sent == false or err.kind == "invalid" then return false end
+   if err.kind == "api" and err.code ~= "000" then return false end
+   return true
+end
+
+-- The first customer with this externalId: the customer, false when there is none, or nil,
+-- message, err.
+local function find_by_external_id(self, external_id)
+   local found, msg, err = perform(self, "get_customers_by_external_id", { externalId = external_id })
+   if found == nil then return nil, msg, err end
+   local list = type(found) == "table" and found.customers
+   if type(list) ~= "table" then
+      msg = "calypso: get_customers_by_external_id: the answer has no customers list"
+      return nil, msg, { kind = "decode", op = "get_customers_by_external_id", message = msg,
+                         status = 200, retryable = false, sent = true }
+   end
+   return list[1] or false
+end
+
+--- Find-or-create by externalId: client:ensure_customer{ externalId =, email =, description = }
+-- or client:ensure_customer(external_id). Returns customer, how ("found": it existed;
+-- "created": this call created it; "recovered": the create's answer was lost and a second
+-- lookup found it), or nil, message, err. Creates at most once per call: after a create that
+-- may have been applied it looks up again instead of creating again (err.after_lookup =
+-- "absent" or "failed" says how that went). See the README, "client:ensure_customer".
+function Client:ensure_customer(fields)
+   check_self(self, "ensure_customer")
+   if type(fields) == "string" then fields = { externalId = fields } end
+   local external_id = type(fields) == "table" and fields.externalId or nil
+   if type(external_id) ~= "string" or external_id == "" then
+      error("calypso: ensure_customer: externalId must be a non-empty string", 2)
+   end
+   local customer, msg, err = find_by_external_id(self, external_id)
+   if customer == nil then return nil, msg, err end
+   if customer then return customer, "found" end
+   local created, cmsg, cerr = perform(self, "create_customer", {
+      externalId = external_id, email = fields.email, description = fields.description })
+   if created ~= nil then return created, "created" end
+   if not maybe_applied(cerr) then return nil, cmsg, cerr end
+   customer = find_by_external_id(self, external_id)
+   if customer then return customer, "recovered" end
+   if customer == false then
+      cerr.after_lookup = "absent"
+      cmsg = cmsg .. "; no customer with this externalId afterwards"
+   else
+      cerr.after_lookup = "failed"
+      cmsg = cmsg .. "; the lookup afterwards failed too: the customer may exist"
+   end
+   cerr.message = cmsg
+   return nil, cmsg, cerr
+end
+
 --- Gets or sets the milliseconds added to the local clock for signed timestamps.
 function Client:clock_offset(ms)
    check_self(self, "clock_offset")

@@ -610,7 +610,8 @@ function Server:dispatch_api(c, req)
   end
   local status, body, content_type, extra = self:api_answer(req, fault)
   if fault and fault.mode == "refuse" then
-    c.after_send = function() self:refuse_connections(fault.seconds) end
+    -- before the answer goes out: a client that connects again after reading it is refused
+    self:refuse_connections(fault.seconds)
   end
   if fault and (DELIVERY_FAULTS[fault.mode] or fault.chunk) then
     return self:deliver_fault(c, fault, status, body, content_type, extra)
