@@ -28,7 +28,7 @@ lua_bin_jit := luajit
 BUILD := build
 SO     = $(BUILD)/$(1)/calypso/purse.so
 
-.PHONY: all build deps demo test test-unit rock bench clean
+.PHONY: all build deps demo test test-unit rock rock-build rock-install bench clean
 all: build
 
 deps:
@@ -48,14 +48,29 @@ demo: deps build
 test: deps build rock
 	sh scripts/test.sh
 
-# Proves the rockspec builds and installs from a clean tree (into build/rocks).
+# Proves the rockspec builds and installs (into build/rocks) and leaves nothing loadable in
+# the source tree.
 rock:
+	@mkdir -p $(BUILD)
 	luarocks --lua-version $(LUA_VERSION) --tree $(BUILD)/rocks make --deps-mode=none \
 	  >$(BUILD)/rock.log 2>&1 || { cat $(BUILD)/rock.log; exit 1; }
-	@# luarocks builds in the source tree: drop its objects, or ./?.so could load
-	@# this Lua 5.4 module into another runtime
-	rm -f calypso/purse.so src/*.o && rmdir calypso 2>/dev/null || true
+	@test ! -e calypso/purse.so || { echo "rock: calypso/purse.so left in the tree"; exit 1; }
 	@echo "rock: calypso-purse installed into $(BUILD)/rocks for Lua $(LUA_VERSION)"
+
+# Called by luarocks (the rockspec's build.type "make") with its LUA_INCDIR, CFLAGS and the
+# external dependencies' directories: one compiler run, no objects, the module at a path no
+# package.cpath reaches (build/rock/purse.so), installed as calypso/purse.so.
+rock-build:
+	@mkdir -p $(BUILD)/rock
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -I$(LUA_INCDIR) -I$(CURL_INCDIR) \
+	  $(if $(MBEDTLS_INCDIR),-I$(MBEDTLS_INCDIR)) -shared -o $(BUILD)/rock/purse.so $(SRC) \
+	  $(if $(CURL_LIBDIR),-L$(CURL_LIBDIR)) $(if $(MBEDTLS_LIBDIR),-L$(MBEDTLS_LIBDIR)) $(LIBS)
+
+# Called by luarocks after rock-build with BINDIR and LUA (the interpreter of this install):
+# the mock command under a name of its own per runtime (see the rockspec).
+rock-install:
+	install -d $(BINDIR)
+	install -m 755 bin/calypso-mock $(BINDIR)/calypso-mock-$(notdir $(LUA))
 
 # Speed and memory figures against a private loopback nginx (see bench/bench.lua;
 # BENCH_PAIRS, BENCH_BURST, BENCH_MEMORY_CALLS, BENCH_MEMORY_SECONDS bound it).

@@ -35,30 +35,39 @@ external_dependencies = {
 test_dependencies = { "busted >= 2.0" }
 test = { type = "busted" }
 
+-- build.type "make": the Makefile's rock-build target compiles the C core into
+-- build/rock/purse.so, a path no runtime's package.cpath can reach. The builtin type
+-- would leave calypso/purse.so in the source tree, where `./?.so` makes every other runtime
+-- started there load this runtime's module (LuaJIT: "undefined symbol: lua_newuserdatauv").
 build = {
-   type = "builtin",
-   modules = {
-      ["calypso.purse"] = {
-         sources = {
-            "src/purse.c", "src/client.c", "src/multi.c", "src/endpoints.c", "src/validate.c",
-            "src/json.c", "src/numbers.c", "src/errors.c", "src/http.c", "src/sign.c", "src/buf.c",
-         },
-         defines = { "_POSIX_C_SOURCE=200809L" },
-         incdirs = { "$(CURL_INCDIR)", "$(MBEDTLS_INCDIR)" },
-         libdirs = { "$(CURL_LIBDIR)", "$(MBEDTLS_LIBDIR)" },
-         libraries = { "curl", "mbedcrypto" },
-      },
-      ["calypso"] = "lua/calypso/init.lua",
-      ["calypso.retry"] = "lua/calypso/retry.lua",
-      ["calypso.webhook"] = "lua/calypso/webhook.lua",
-      ["calypso.mock.webhooks"] = "lua/calypso/mock/webhooks.lua",
-      ["calypso.mock"] = "lua/calypso/mock/init.lua",
-      ["calypso.mock.server"] = "lua/calypso/mock/server.lua",
-      ["calypso.mock.state"] = "lua/calypso/mock/state.lua",
-      ["calypso.mock.json"] = "lua/calypso/mock/json.lua",
-      ["calypso.transport.ngx"] = "lua/calypso/transport/ngx.lua",
+   type = "make",
+   build_target = "rock-build",
+   build_variables = {
+      CFLAGS = "$(CFLAGS)",
+      LUA_INCDIR = "$(LUA_INCDIR)",
+      CURL_INCDIR = "$(CURL_INCDIR)",
+      CURL_LIBDIR = "$(CURL_LIBDIR)",
+      MBEDTLS_INCDIR = "$(MBEDTLS_INCDIR)",
+      MBEDTLS_LIBDIR = "$(MBEDTLS_LIBDIR)",
    },
+   -- rock-install puts the mock command in as calypso-mock-<interpreter> (calypso-mock-lua5.4,
+   -- calypso-mock-lua5.1, ...): luarocks binds each command to the interpreter of its install,
+   -- and one name shared by several runtimes would be taken over by the last install (the
+   -- previous one renamed calypso-mock~).
+   install_target = "rock-install",
+   install_variables = { BINDIR = "$(BINDIR)", LUA = "$(LUA)" },
    install = {
-      bin = { ["calypso-mock"] = "bin/calypso-mock" },
+      lib = { ["calypso.purse"] = "build/rock/purse.so" },
+      lua = {
+         ["calypso"] = "lua/calypso/init.lua",
+         ["calypso.retry"] = "lua/calypso/retry.lua",
+         ["calypso.webhook"] = "lua/calypso/webhook.lua",
+         ["calypso.mock.webhooks"] = "lua/calypso/mock/webhooks.lua",
+         ["calypso.mock"] = "lua/calypso/mock/init.lua",
+         ["calypso.mock.server"] = "lua/calypso/mock/server.lua",
+         ["calypso.mock.state"] = "lua/calypso/mock/state.lua",
+         ["calypso.mock.json"] = "lua/calypso/mock/json.lua",
+         ["calypso.transport.ngx"] = "lua/calypso/transport/ngx.lua",
+      },
    },
 }

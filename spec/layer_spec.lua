@@ -28,19 +28,19 @@ before_each(function() server:reset() end)
 describe("calypso.new options", function()
    it("checks this layer's options and raises on wrong types", function()
       local cases = {
-         { "max_retries", -1, "a non-negative integer" },
-         { "max_retries", 1.5, "a non-negative integer" },
-         { "deadline", 0, "a positive number of seconds" },
-         { "deadline", "5", "a positive number of seconds" },
-         { "retry", "no", "a boolean" },
-         { "heal_clock_skew", 1, "a boolean" },
-         { "backoff_base", -0.1, "a non-negative number of seconds" },
-         { "backoff_max", math.huge, "a non-negative number of seconds" },
-         { "on_event", {}, "a function" },
-         { "hook_bodies", "yes", "a boolean" },
-         { "transport", "http2", '"auto", "curl" or "ngx"' },
-         { "blocking_fallback", 0, "a boolean" },
-         { "ngx_options", "pool", "a table" },
+         { "max_retries", -1, "an integer from 0 to 100 (got -1)" },
+         { "max_retries", 1.5, "an integer from 0 to 100 (got 1.5)" },
+         { "deadline", 0, "a number of seconds from 0.001 to 86400 (got 0)" },
+         { "deadline", "5", "a number of seconds from 0.001 to 86400 (got string)" },
+         { "retry", "no", "a boolean (got string)" },
+         { "heal_clock_skew", 1, "a boolean (got number)" },
+         { "backoff_base", -0.1, "a number of seconds from 0 to 3600 (got -0.1)" },
+         { "backoff_max", math.huge, "a number of seconds from 0 to 3600 (got inf)" },
+         { "on_event", {}, "a function (got table)" },
+         { "hook_bodies", "yes", "a boolean (got string)" },
+         { "transport", "http2", '"auto", "curl" or "ngx" (got string)' },
+         { "blocking_fallback", 0, "a boolean (got number)" },
+         { "ngx_options", "pool", "a table (got string)" },
       }
       for _, case in ipairs(cases) do
          assert.has_error(function() calypso.new(opts{ [case[1]] = case[2] }) end,
@@ -76,6 +76,83 @@ describe("calypso.new options", function()
       assert.are.same({ "123456789012345678901234.567890", "1e-8", "0.1" }, got)
       c:close()
       plain:close()
+   end)
+end)
+
+describe("calypso.new numeric ranges (issue 12)", function()
+   local function refused(name, value, want)
+      local ok, e = pcall(calypso.new, opts{ [name] = value })
+      assert.is_false(ok, name .. " = " .. tostring(value) .. " was accepted")
+      return e
+   end
+
+   it("refuses out-of-range max_retries, deadline and backoff at construction, naming the range", function()
+      local cases = {
+         { "max_retries", math.huge, "an integer from 0 to 100 (got inf)" },
+         { "max_retries", 1e11, "an integer from 0 to 100 (got 100000000000)" },
+         { "max_retries", 101, "an integer from 0 to 100 (got 101)" },
+         { "max_retries", -1, "an integer from 0 to 100 (got -1)" },
+         { "max_retries", 1.5, "an integer from 0 to 100 (got 1.5)" },
+         { "max_retries", "3", "an integer from 0 to 100 (got string)" },
+         { "deadline", 1e13, "a number of seconds from 0.001 to 86400 (got 10000000000000)" },
+         { "deadline", math.huge, "a number of seconds from 0.001 to 86400 (got inf)" },
+         { "deadline", 86401, "a number of seconds from 0.001 to 86400 (got 86401)" },
+         { "deadline", 0, "a number of seconds from 0.001 to 86400 (got 0)" },
+         { "backoff_base", math.huge, "a number of seconds from 0 to 3600 (got inf)" },
+         { "backoff_base", 3601, "a number of seconds from 0 to 3600 (got 3601)" },
+         { "backoff_max", 1e300, "a number of seconds from 0 to 3600 (got 1e+300)" },
+         { "backoff_max", -0.5, "a number of seconds from 0 to 3600 (got -0.5)" },
+      }
+      for _, case in ipairs(cases) do
+         local e = refused(case[1], case[2])
+         assert.are.equal(("calypso.new: option '%s' must be %s"):format(case[1], case[3]), e)
+      end
+      -- NaN: refused too (its text differs between C libraries)
+      for _, name in ipairs({ "max_retries", "deadline", "backoff_base", "backoff_max" }) do
+         local e = refused(name, 0 / 0)
+         assert.truthy(e:find("^calypso%.new: option '" .. name .. "' must be "), e)
+      end
+   end)
+
+   it("refuses out-of-range ngx_options (pool_size, keepalive_timeout) and unknown names in it", function()
+      local cases = {
+         { { pool_size = math.huge }, "ngx_options.pool_size' must be an integer from 1 to 10000 (got inf)" },
+         { { pool_size = 0 }, "ngx_options.pool_size' must be an integer from 1 to 10000 (got 0)" },
+         { { pool_size = 2.5 }, "ngx_options.pool_size' must be an integer from 1 to 10000 (got 2.5)" },
+         { { keepalive_timeout = math.huge },
+           "ngx_options.keepalive_timeout' must be a number of seconds from 0.001 to 86400 (got inf)" },
+         { { keepalive_timeout = 0 },
+           "ngx_options.keepalive_timeout' must be a number of seconds from 0.001 to 86400 (got 0)" },
+         { { pool = 5 }, "ngx_options.pool' must be a string (got number)" },
+         { { poolsize = 5 }, "ngx_options.poolsize' is not an option of calypso.transport.ngx "
+                             .. "(pool_size, keepalive_timeout, pool)" },
+      }
+      for _, case in ipairs(cases) do
+         local ok, e = pcall(calypso.new, opts{ ngx_options = case[1] })
+         assert.is_false(ok)
+         assert.are.equal("calypso.new: option '" .. case[2], e)
+      end
+   end)
+
+   it("accepts the ends of every range, and whole-number floats for integers on every runtime", function()
+      local c = calypso.new(opts{ max_retries = 3.0, deadline = 86400, backoff_base = 3600, backoff_max = 0,
+                                  ngx_options = { pool_size = 10000.0, keepalive_timeout = 0.001 } })
+      assert.are.equal("3", tostring(c:info().max_retries)) -- an integer, not 3.0, on 5.3+ too
+      assert.are.equal(86400, c:info().deadline)
+      assert(c:create_customer{})
+      c:close()
+      c = calypso.new(opts{ max_retries = 100, deadline = 0.001 })
+      assert.are.equal(100, c:info().max_retries)
+      c:close()
+   end)
+
+   it("every accepted setting gives calls that answer instead of raising", function()
+      -- the largest timeout and max_retries: the default deadline stays within one day
+      local c = calypso.new(opts{ timeout = 86400, max_retries = 100 })
+      assert.are.equal(86400, c:info().deadline)
+      local customer = assert(c:create_customer{})
+      assert.are.same(customer, assert(c:get_customer(customer.id)))
+      c:close()
    end)
 end)
 
@@ -239,6 +316,32 @@ describe("transports", function()
       assert(c:create_customer{})
       assert.are.equal(1, api_requests())
       c:close()
+   end)
+
+   it("inside nginx, without base_url or CALYPSO_BASE_URL, says once which host it uses (issue 15.5)", function()
+      if os.getenv("CALYPSO_BASE_URL") then return end -- the environment gives one: nothing to say
+      local warned = {}
+      fake_nginx(true)
+      package.loaded.ngx.log = function(level, msg) warned[#warned + 1] = { level, msg } end
+      local o = opts()
+      o.base_url = nil
+      local a, b = calypso.new(o), calypso.new(o)
+      calypso.new(opts()):close() -- a base_url given: nothing to say either
+      assert.are.same({ { 5, "calypso: no base_url option and no CALYPSO_BASE_URL in this worker's "
+         .. "environment (nginx passes it only with an `env CALYPSO_BASE_URL;` line): using "
+         .. "https://api.calypso.finance" } }, warned)
+      a:close()
+      b:close()
+   end)
+
+   it("outside nginx the default host is not reported", function()
+      local o = opts()
+      o.base_url = nil
+      local lines = require("support.helpers").run_lua(([[
+         local c = require("calypso").new{ key = %q, secret = %q, account = %q }
+         io.write("base ", c:info().base_url, "\n")
+      ]]):format(o.key, o.secret, o.account), { CALYPSO_BASE_URL = "" })
+      assert.are.equal("base https://api.calypso.finance\n", lines)
    end)
 
    it('"curl" inside nginx is libcurl', function()

@@ -124,7 +124,7 @@ describe("client:transactions", function()
       assert.are.same({ customerId = c.id, pageSize = 2 }, q)
    end)
 
-   it("raises the one-line message of a failure mid-way, after the items before it", function()
+   it("raises an error object with err's fields, after the items before it (issue 15.3)", function()
       local c = new_customer(5)
       local seen = {}
       local ok, err = pcall(function()
@@ -137,9 +137,50 @@ describe("client:transactions", function()
       end)
       assert.is_false(ok)
       assert.are.same({ 1, 2 }, seen)
-      assert.are.equal("string", type(err))
-      assert.truthy(err:find("^calypso: find_transactions: API error 001: Bad request %(HTTP 400, trace "), err)
+      assert.are.equal("table", type(err))
+      assert.are.same({ "api", 400, "001", false, true, 1 },
+                      { err.kind, err.status, err.code, err.retryable, err.sent, err.attempts })
+      assert.are.equal("string", type(err.trace_id))
+      assert.truthy(err.message:find("^calypso: find_transactions: API error 001: Bad request %(HTTP 400, trace "),
+                    err.message)
+      assert.truthy(err.message:find(err.trace_id, 1, true))
+      -- it reads as its one-line message wherever a string is expected
+      assert.are.equal(err.message, tostring(err))
+      assert.are.equal("failed: " .. err.message, "failed: " .. err)
+      assert.are.equal(err.message .. "!", err .. "!")
+      assert.are.equal("calypso.failure", getmetatable(err).__name)
       assert.are.equal(2, #find_requests())
+   end)
+
+   it("carries the kind of a transport failure: timeout, retryable, maybe sent", function()
+      local c = new_customer(1)
+      local short = calypso.new{ key = server.key, secret = server.secret, account = server.account,
+                                 base_url = server.url, timeout = 0.2, max_retries = 0 }
+      server:fault{ mode = "stall" }
+      local ok, err = pcall(function()
+         for _ in short:pages(c.id) do end
+      end)
+      short:close()
+      assert.is_false(ok)
+      assert.are.same({ "timeout", true, true, 1 }, { err.kind, err.retryable, err.sent, err.attempts })
+      assert.is_nil(err.status)
+      assert.are.equal(err.message, tostring(err))
+      assert.truthy(tostring(err):find("^calypso: find_transactions: "), tostring(err))
+   end)
+
+   it("uncaught, it prints its message in the standalone interpreter (5.2+ and LuaJIT)", function()
+      local c = new_customer(1)
+      server:fault{ mode = "error", code = "004", status = 404 }
+      local out = require("support.helpers").run_lua(([[
+         local client = require("calypso").new{ key = %q, secret = %q, account = %q, base_url = %q }
+         for _ in client:transactions(%q) do end
+      ]]):format(server.key, server.secret, server.account, server.url, c.id))
+      if _VERSION == "Lua 5.1" and not rawget(_G, "jit") then
+         -- lua5.1's interpreter shows no error object but a string: pcall and tostring it there
+         assert.truthy(out:find("(error object is not a string)", 1, true), out)
+      else
+         assert.truthy(out:find(": calypso: find_transactions: API error 004: ", 1, true), out)
+      end
    end)
 
    it("retries a transient failure mid-way and goes on", function()
@@ -163,7 +204,8 @@ describe("client:transactions", function()
          for _ in client:transactions{ customerId = c.id, pageSize = 2 } do seen = seen + 1 end
       end)
       assert.is_false(ok)
-      assert.are.equal("calypso: find_transactions: asked for page 1, the server answered page 0", err)
+      assert.are.equal("calypso: find_transactions: asked for page 1, the server answered page 0", tostring(err))
+      assert.are.same({ "decode", false, true, 200 }, { err.kind, err.retryable, err.sent, err.status })
       assert.are.equal(2, seen)
       assert.are.equal(2, #find_requests())
    end)
@@ -177,7 +219,9 @@ describe("client:transactions", function()
          for _ in client:transactions{ customerId = c.id, pageSize = 1 } do end
       end)
       assert.is_false(ok)
-      assert.are.equal("calypso: find_transactions: page 1 repeats page 0; stopping instead of looping", err)
+      assert.are.equal("calypso: find_transactions: page 1 repeats page 0; stopping instead of looping",
+                       tostring(err))
+      assert.are.same({ "decode", false, true, 200 }, { err.kind, err.retryable, err.sent, err.status })
       assert.are.equal(2, #find_requests())
    end)
 
@@ -220,7 +264,8 @@ describe("client:pages", function()
          for _ in client:pages{ pageSize = 2 } do end
       end)
       assert.is_false(ok)
-      assert.are.equal("calypso: find_transactions: customerId: required field is missing", err)
+      assert.are.equal("calypso: find_transactions: customerId: required field is missing", tostring(err))
+      assert.are.same({ "invalid", false, false }, { err.kind, err.retryable, err.sent })
       assert.are.equal(0, #find_requests())
    end)
 end)

@@ -43,14 +43,10 @@ function M.deposit_address()
       return reply(400, { error = "externalId (a string) is required" })
    end
    local c = get_client()
-   local found, msg, err = c:get_customers_by_external_id{ externalId = req.externalId }
-   if not found then return failed(msg, err) end
-   local customer = found.customers[1]
-   if not customer then
-      customer, msg, err = c:create_customer{ externalId = req.externalId,
-                                              email = type(req.email) == "string" and req.email or nil }
-      if not customer then return failed(msg, err) end
-   end
+   -- find-or-create: creates at most once, and looks up again after a lost create answer
+   local customer, msg, err = c:ensure_customer{ externalId = req.externalId,
+                                                 email = type(req.email) == "string" and req.email or nil }
+   if not customer then return failed(msg, err) end
    local currency = type(req.currency) == "string" and req.currency or "USDT_TRX"
    local p
    p, msg, err = c:get_address{ customerId = customer.id, currency = currency }

@@ -14,7 +14,7 @@ make -s build LUA_VERSION=jit
 
 prefix=$(mktemp -d /tmp/calypso-example.XXXXXX)
 chmod 755 "$prefix"               # nginx workers run as nobody and must read it
-mkdir -p "$prefix/logs" "$prefix/tmp"
+mkdir -p "$prefix/logs" "$prefix/t/logs"
 ln -s "$root/lua" "$prefix/lua"
 ln -s "$root/build/jit" "$prefix/lib"
 ln -s "$here" "$prefix/app"
@@ -33,6 +33,13 @@ trap 'exit 1' INT TERM
 free_port() {
   lua5.4 -e 'local s = require("socket").bind("127.0.0.1", 0) local _, p = s:getsockname() s:close() print(p)'
 }
+
+# nginx.conf as shipped passes `nginx -t` in a private prefix that holds nothing but logs/
+if out=$(nginx -t -p "$prefix/t/" -c "$here/nginx.conf" 2>&1); then
+  echo "ok   nginx -t -p <prefix> -c examples/openresty/nginx.conf"
+else
+  echo "FAIL nginx -t on examples/openresty/nginx.conf:"; echo "$out"; exit 1
+fi
 
 # The mock, with its own lifetime so that it can never outlive this script for long.
 export CALYPSO_API_KEY=example-key

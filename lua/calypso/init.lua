@@ -36,24 +36,64 @@ local from_env = {
    base_url = "CALYPSO_BASE_URL",
 }
 
--- Options of this layer (never passed to purse.new) and their checks.
-local function is_count(v) return type(v) == "number" and v >= 0 and v == floor(v) end
-local function is_seconds(v) return type(v) == "number" and v >= 0 and v < math.huge end
-local function is_boolean(v) return type(v) == "boolean" end
+-- Options of this layer (never passed to purse.new): option -> { check, what it must be }.
+-- Every number has a range, so that nothing accepted here can break a call later (an
+-- infinite max_retries made an infinite deadline, which core:deadline refuses). Whole-number
+-- floats pass as integers on every runtime and are stored as integers.
+local MAX_RETRIES = 100       -- transient retries after the first attempt
+local MAX_SECONDS = 86400     -- deadline, keepalive_timeout: one day, like purse.new's timeout
+local MAX_BACKOFF = 3600      -- backoff_base, backoff_max
+local MAX_POOL_SIZE = 10000
+
+-- An entry: { check(v) -> boolean, what v must be, kind ("integer", "number" or nil) }.
+local function integer_in(lo, hi)
+   return { function(v) return type(v) == "number" and v >= lo and v <= hi and v == floor(v) end,
+            format("an integer from %d to %d", lo, hi), "integer" }
+end
+local function seconds_in(lo, hi)
+   return { function(v) return type(v) == "number" and v >= lo and v <= hi end,
+            format("a number of seconds from %s to %s", tostring(lo), tostring(hi)), "number" }
+end
+local function of_type(t, what)
+   return { function(v) return type(v) == t end, what }
+end
 local TRANSPORTS = { auto = true, curl = true, ngx = true }
+local function check(entry, what)
+   if what then return { entry, what } end
+   return entry
+end
 local LUA_OPTIONS = {
-   max_retries = { is_count, "a non-negative integer" },
-   deadline = { function(v) return is_seconds(v) and v > 0 end, "a positive number of seconds" },
-   retry = { is_boolean, "a boolean" },
-   heal_clock_skew = { is_boolean, "a boolean" },
-   backoff_base = { is_seconds, "a non-negative number of seconds" },
-   backoff_max = { is_seconds, "a non-negative number of seconds" },
-   on_event = { function(v) return type(v) == "function" end, "a function" },
-   hook_bodies = { is_boolean, "a boolean" },
-   transport = { function(v) return TRANSPORTS[v] ~= nil end, '"auto", "curl" or "ngx"' },
-   blocking_fallback = { is_boolean, "a boolean" },
-   ngx_options = { function(v) return type(v) == "table" end, "a table" },
+   max_retries = check(integer_in(0, MAX_RETRIES)),
+   deadline = check(seconds_in(0.001, MAX_SECONDS)),
+   retry = check(of_type("boolean", "a boolean")),
+   heal_clock_skew = check(of_type("boolean", "a boolean")),
+   backoff_base = check(seconds_in(0, MAX_BACKOFF)),
+   backoff_max = check(seconds_in(0, MAX_BACKOFF)),
+   on_event = check(of_type("function", "a function")),
+   hook_bodies = check(of_type("boolean", "a boolean")),
+   transport = check(function(v) return TRANSPORTS[v] ~= nil end, '"auto", "curl" or "ngx"'),
+   blocking_fallback = check(of_type("boolean", "a boolean")),
+   ngx_options = check(of_type("table", "a table")),
 }
+-- The options calypso.transport.ngx.new takes in ngx_options, checked here too: inside nginx
+-- the transport is made on the first call, too late for a construction error.
+local NGX_OPTIONS = {
+   pool_size = check(integer_in(1, MAX_POOL_SIZE)),
+   keepalive_timeout = check(seconds_in(0.001, MAX_SECONDS)),
+   pool = check(of_type("string", "a string")),
+}
+
+-- Checks one option against its entry; returns the value to keep (integers as integers).
+-- A refused number is shown as %.14g (the same text on every runtime), anything else by its
+-- type only (never a string's text).
+local function checked(name, entry, v, level)
+   if not entry[1](v) then
+      local shown = (entry[3] and type(v) == "number") and format("%.14g", v) or type(v)
+      error(format("calypso.new: option '%s' must be %s (got %s)", name, entry[2], shown), level + 1)
+   end
+   if entry[3] == "integer" then return floor(v) end
+   return v
+end
 
 local DEFAULT_MAX_RETRIES = 2
 local DEFAULT_BACKOFF_BASE = 0.5
@@ -117,6 +157,17 @@ local function warn(msg)
    else
       io.stderr:write(msg, "\n")
    end
+end
+
+-- Inside nginx a missing `env CALYPSO_BASE_URL;` line silently sends every call to the
+-- default host: say once per worker (each worker has its own Lua VM) which host is used.
+local told_default_host = false
+local function warn_default_host(core)
+   if told_default_host or ngx_api() == nil then return end
+   told_default_host = true
+   warn("calypso: no base_url option and no CALYPSO_BASE_URL in this worker's environment "
+      .. "(nginx passes it only with an `env CALYPSO_BASE_URL;` line): using "
+      .. tostring(core:info().base_url))
 end
 
 ---------------------------------------------------------------------------------------------
@@ -378,6 +429,62 @@ function Client:batch(calls, max_in_flight)
    return results
 end
 
+-- True when a failed create may have been applied: it may have left (sent ~= false) and no
+-- Calypso error body other than 000 says it was refused (timeout, network, an HTTP error page
+-- from a proxy, an unreadable 200, API error 000).
+local function maybe_applied(err)
+   if type(err) ~= "table" or err.sent == false or err.kind == "invalid" then return false end
+   if err.kind == "api" and err.code ~= "000" then return false end
+   return true
+end
+
+-- The first customer with this externalId: the customer, false when there is none, or nil,
+-- message, err.
+local function find_by_external_id(self, external_id)
+   local found, msg, err = perform(self, "get_customers_by_external_id", { externalId = external_id })
+   if found == nil then return nil, msg, err end
+   local list = type(found) == "table" and found.customers
+   if type(list) ~= "table" then
+      msg = "calypso: get_customers_by_external_id: the answer has no customers list"
+      return nil, msg, { kind = "decode", op = "get_customers_by_external_id", message = msg,
+                         status = 200, retryable = false, sent = true }
+   end
+   return list[1] or false
+end
+
+--- Find-or-create by externalId: client:ensure_customer{ externalId =, email =, description = }
+-- or client:ensure_customer(external_id). Returns customer, how ("found": it existed;
+-- "created": this call created it; "recovered": the create's answer was lost and a second
+-- lookup found it), or nil, message, err. Creates at most once per call: after a create that
+-- may have been applied it looks up again instead of creating again (err.after_lookup =
+-- "absent" or "failed" says how that went). See the README, "client:ensure_customer".
+function Client:ensure_customer(fields)
+   check_self(self, "ensure_customer")
+   if type(fields) == "string" then fields = { externalId = fields } end
+   local external_id = type(fields) == "table" and fields.externalId or nil
+   if type(external_id) ~= "string" or external_id == "" then
+      error("calypso: ensure_customer: externalId must be a non-empty string", 2)
+   end
+   local customer, msg, err = find_by_external_id(self, external_id)
+   if customer == nil then return nil, msg, err end
+   if customer then return customer, "found" end
+   local created, cmsg, cerr = perform(self, "create_customer", {
+      externalId = external_id, email = fields.email, description = fields.description })
+   if created ~= nil then return created, "created" end
+   if not maybe_applied(cerr) then return nil, cmsg, cerr end
+   customer = find_by_external_id(self, external_id)
+   if customer then return customer, "recovered" end
+   if customer == false then
+      cerr.after_lookup = "absent"
+      cmsg = cmsg .. "; no customer with this externalId afterwards"
+   else
+      cerr.after_lookup = "failed"
+      cmsg = cmsg .. "; the lookup afterwards failed too: the customer may exist"
+   end
+   cerr.message = cmsg
+   return nil, cmsg, cerr
+end
+
 --- Gets or sets the milliseconds added to the local clock for signed timestamps.
 function Client:clock_offset(ms)
    check_self(self, "clock_offset")
@@ -420,15 +527,35 @@ local function page_query(query, name)
    return q
 end
 
+-- The error object an iterator raises: err's fields (kind, status, code, retryable, sent,
+-- trace_id, message, attempts, ...) in a table that reads as its one-line message: tostring,
+-- `..`, string.format's %s (5.2+, LuaJIT), and the standalone interpreters (5.2+, LuaJIT).
+local failure_mt = { __name = "calypso.failure" }
+failure_mt.__tostring = function(e) return e.message end
+failure_mt.__concat = function(a, b) return tostring(a) .. tostring(b) end
+
+local function raise_failure(msg, err)
+   local e = {}
+   for k, v in pairs(type(err) == "table" and err or {}) do e[k] = v end
+   e.message = msg
+   if e.kind == nil then e.kind = "invalid" end
+   error(setmetatable(e, failure_mt), 0)
+end
+
+-- A page that breaks the paging contract (no result list, another page, a repeat): kind
+-- "decode", like any answer the client cannot use; the request was sent and answered 200.
 local function page_failure(fmt, ...)
-   error("calypso: find_transactions: " .. format(fmt, ...), 0)
+   local msg = "calypso: find_transactions: " .. format(fmt, ...)
+   raise_failure(msg, { kind = "decode", op = "find_transactions", status = 200,
+                        retryable = false, sent = true })
 end
 
 --- Iterator over the pages of transaction/find, lazily, from query.pageNumber (default 0):
 -- `for page in client:pages{ customerId = id, pageSize = 50 } do ... end`. Yields every page
 -- that holds at least one transaction ({ result, page, size, total, totalElements }). A failure
--- raises its one-line message (after the usual retries); so does a server that answers another
--- page than the one asked for or repeats the previous page, instead of looping forever.
+-- raises an error object (raise_failure: err's fields, tostring = the one-line message) after
+-- the usual retries; so does a server that answers another page than the one asked for or
+-- repeats the previous page, instead of looping forever.
 function Client:pages(query)
    check_self(self, "pages")
    local q = page_query(query, "pages")
@@ -440,8 +567,8 @@ function Client:pages(query)
       local ask = {}
       for k, v in pairs(q) do ask[k] = v end
       ask.pageNumber = n
-      local page, msg = perform(self, "find_transactions", ask)
-      if page == nil then error(msg, 0) end
+      local page, msg, err = perform(self, "find_transactions", ask)
+      if page == nil then raise_failure(msg, err) end
       local items = page.result
       if type(items) ~= "table" then
          page_failure("page %d has no result list", n)
@@ -509,15 +636,21 @@ function M.new(opts)
    end
    local core_opts, mine, transport_opts = {}, {}, {}
    for k, v in pairs(opts or {}) do
-      local check = LUA_OPTIONS[k]
-      if check then
-         if not check[1](v) then
-            error(format("calypso.new: option '%s' must be %s", k, check[2]), 2)
-         end
-         mine[k] = v
+      local entry = LUA_OPTIONS[k]
+      if entry then
+         mine[k] = checked(k, entry, v, 2)
       else
          core_opts[k] = v
       end
+   end
+   local ngx_opts = {}
+   for k, v in pairs(mine.ngx_options or {}) do
+      local entry = NGX_OPTIONS[k]
+      if not entry then
+         error(format("calypso.new: option 'ngx_options.%s' is not an option of "
+            .. "calypso.transport.ngx (pool_size, keepalive_timeout, pool)", tostring(k)), 2)
+      end
+      ngx_opts[k] = checked("ngx_options." .. k, entry, v, 2)
    end
    for name, var in pairs(from_env) do
       if core_opts[name] == nil then
@@ -526,19 +659,21 @@ function M.new(opts)
       end
    end
    local core = purse.new(core_opts)
+   if core_opts.base_url == nil then warn_default_host(core) end
    -- calypso.transport.ngx.new gets the core options but the secret (the core signs), plus
    -- its own (pool_size, keepalive_timeout, pool) from ngx_options
    for k, v in pairs(core_opts) do
       if k ~= "secret" then transport_opts[k] = v end
    end
-   for k, v in pairs(mine.ngx_options or {}) do transport_opts[k] = v end
+   for k, v in pairs(ngx_opts) do transport_opts[k] = v end
    local max_retries = mine.max_retries or DEFAULT_MAX_RETRIES
    local attempts = mine.retry == false and 1 or max_retries + 1
+   local deadline = mine.deadline or math.min(core:info().timeout * attempts, MAX_SECONDS)
    return setmetatable({
       core = core,
       _policy = { max_retries = max_retries, retry = mine.retry ~= false,
                   heal_clock_skew = mine.heal_clock_skew ~= false },
-      _deadline = mine.deadline or core:info().timeout * attempts,
+      _deadline = deadline,
       _backoff_base = mine.backoff_base or DEFAULT_BACKOFF_BASE,
       _backoff_max = mine.backoff_max or DEFAULT_BACKOFF_MAX,
       _on_event = mine.on_event,

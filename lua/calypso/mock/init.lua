@@ -8,7 +8,9 @@
 --   h:stop()
 --
 -- The server runs as a child process (see calypso.mock.server) started with io.popen and the
--- same Lua interpreter. The child writes a heartbeat byte into the pipe every second; when this
+-- same Lua interpreter. Its key, secret and other strings reach it as one line on its stdin,
+-- through a named pipe in a private directory removed once the child is up: never on its
+-- command line or in its environment, which other local users can read. The child writes a heartbeat byte into the pipe every second; when this
 -- process exits the pipe closes, the write fails and the child exits too, so a test run that
 -- crashes never leaves a mock behind. The handle's methods talk to the unsigned /_mock/ control
 -- endpoints with luasocket.
@@ -69,25 +71,63 @@ local function detect_lua()
   return nil
 end
 
--- Lua code for `-e`: same module paths as this process, then the server with `opts`. A
--- startup error is reported on stdout so that start() can show it instead of a bare EOF.
+-- Lua code for `-e`: same module paths as this process, then the server with `opts`. Only
+-- numbers and flags are written into it: the strings (host, key, secret, account, TLS files)
+-- arrive as one JSON line on the child's stdin (see secrets_line), because a command line is
+-- readable by every local user (ps, /proc/<pid>/cmdline). A startup error is reported on
+-- stdout so that start() can show it instead of a bare EOF.
 local function child_code(opts)
   local fields = {}
-  for _, name in ipairs({ "host", "key", "secret", "account" }) do
-    fields[#fields + 1] = format("%s=%q", name, opts[name])
-  end
   fields[#fields + 1] = format("port=%d", opts.port)
   fields[#fields + 1] = format("lifetime=%d", math.ceil(opts.lifetime))
   fields[#fields + 1] = "heartbeat=true"
+  if opts.request_log_size ~= nil then
+    fields[#fields + 1] = format("request_log_size=%d", opts.request_log_size)
+  end
   fields[#fields + 1] = "log=" .. tostring(opts.log and true or false)
   fields[#fields + 1] = "allow_non_loopback=" .. tostring(opts.allow_non_loopback and true or false)
-  if opts.tls then
-    fields[#fields + 1] = format("tls={certificate=%q,key=%q}", opts.tls.certificate, opts.tls.key)
-  end
   return format("package.path=%q package.cpath=%q ", package.path, package.cpath)
-    .. "local ok, err = pcall(require('calypso.mock.server').main, {" .. table.concat(fields, ",")
-    .. "}) if not ok then io.stdout:write('ERROR ', (tostring(err):gsub('%s+', ' ')), '\\n') "
+    .. "local ok, err = pcall(function() "
+    .. "local o = {" .. table.concat(fields, ",") .. "} "
+    .. "local s = require('calypso.mock.json').decode(io.stdin:read('*l') or '') "
+    .. "if type(s) ~= 'table' then error('no settings on stdin', 0) end "
+    .. "for k, v in pairs(s) do o[k] = v end "
+    .. "return require('calypso.mock.server').main(o) end) "
+    .. "if not ok then io.stdout:write('ERROR ', (tostring(err):gsub('%s+', ' ')), '\\n') "
     .. "io.stdout:flush() os.exit(1) end"
+end
+
+-- The child's string settings as one JSON line (JSON escapes newlines inside strings).
+local function secrets_line(opts)
+  local s = { host = opts.host, key = opts.key, secret = opts.secret, account = opts.account }
+  if opts.tls then
+    s.tls = { certificate = opts.tls.certificate, key = opts.tls.key }
+  end
+  return json.encode(s) .. "\n"
+end
+
+-- A named pipe in a fresh private directory (mktemp -d: mode 0700), opened read-write by this
+-- process, which never blocks on a FIFO (Linux) and keeps its contents alive until the child
+-- has opened it as its stdin. Returns the pipe's path, the open file and a clean-up function.
+local function settings_pipe(line)
+  local p = assert(io.popen("umask 077 && d=$(mktemp -d) && mkfifo \"$d/settings\" && printf '%s\\n' \"$d\""))
+  local dir = p:read("*l")
+  p:close()
+  if not dir or dir == "" then
+    error("calypso.mock: cannot make a named pipe (mktemp -d, mkfifo)", 3)
+  end
+  local path = dir .. "/settings"
+  local f = io.open(path, "r+")
+  local function cleanup()
+    if f then f:close() f = nil end
+    os.remove(path)
+    os.remove(dir)
+  end
+  if not f or not f:write(line) or not f:flush() then
+    cleanup()
+    error("calypso.mock: cannot write to the named pipe " .. path, 3)
+  end
+  return path, cleanup
 end
 
 local function resolve_options(opts)
@@ -106,6 +146,7 @@ local function resolve_options(opts)
     log = opts.log,
     allow_non_loopback = opts.allow_non_loopback,
     tls = opts.tls,
+    request_log_size = opts.request_log_size,
   }
 end
 
@@ -169,8 +210,10 @@ function Handle:update_transaction(args)
   return control(self, "POST", "/_mock/transaction/update", args)
 end
 
---- Queues a fault for the next `count` API requests. args: mode (delay, stall, close,
--- malformed, html503, raw, error), count (1) and the mode's fields. Returns {ok, queued}.
+--- Queues a fault for the next `count` API requests (accept_close: accepted connections).
+-- args: mode (see docs/mock.md: delay, stall, close, malformed, html503, raw, error,
+-- accept_close, partial, trickle, chunked, huge, wire, refuse), count (1) and the mode's
+-- fields. Returns {ok, queued}.
 function Handle:fault(args)
   live(self, "fault")
   return control(self, "POST", "/_mock/fault", args)
@@ -183,11 +226,25 @@ function Handle:config(args)
   return control(self, "POST", "/_mock/config", args or {})
 end
 
---- The last 200 API requests, oldest first: { {method, path, headers, header_names, body}, ... }
--- (headers: lowercased names to values; header_names: the names as sent, in order).
+--- The last API requests (request_log_size of them, default 200), oldest first:
+-- { {method, path, headers, header_names, body, truncated}, ... } (headers: lowercased names
+-- to values; header_names: the names as sent, in order; bodies cut at 64 KiB, then truncated).
 function Handle:requests()
   live(self, "requests")
   return control(self, "GET", "/_mock/requests")
+end
+
+--- Every customer, oldest first: { customers = { {id, email, description, externalId,
+-- blocked}, ... } }, straight from the mock's state (no API request, no fault strikes it).
+function Handle:customers()
+  live(self, "customers")
+  return control(self, "GET", "/_mock/customers")
+end
+
+--- The control endpoints: { endpoints = { {path, methods, summary}, ... } } (GET /_mock/).
+function Handle:endpoints()
+  live(self, "endpoints")
+  return control(self, "GET", "/_mock/")
 end
 
 --- Subscribes a URL to signed webhooks (see calypso.mock.webhooks). args: url
@@ -247,17 +304,29 @@ end
 
 --- Starts a mock server process and returns its handle once it is listening. opts (all
 -- optional): host, port, key, secret, account, lifetime (seconds, default 3600, at most 18 h),
--- lua (interpreter command), log (request log on stderr), allow_non_loopback, tls
+-- lua (interpreter command), log (request log on stderr), request_log_size (API requests
+-- kept for h:requests(), default 200, 0 = none, at most 100000), allow_non_loopback, tls
 -- ({ certificate = PEM file, key = PEM file }: serve HTTPS; needs luasec, Debian's lua-sec).
 function M.start(opts)
   local o = resolve_options(opts or {})
+  local size = o.request_log_size
+  if size ~= nil and (type(size) ~= "number" or size ~= math.floor(size) or size < 0
+                      or size > 100000) then
+    error("calypso.mock: request_log_size must be an integer from 0 to 100000", 2)
+  end
   if o.tls and (type(o.tls) ~= "table" or type(o.tls.certificate) ~= "string"
                 or type(o.tls.key) ~= "string") then
     error("calypso.mock: tls must be { certificate = file, key = file }", 2)
   end
+  local fifo, cleanup = settings_pipe(secrets_line(o))
   local cmd = "exec " .. shell_quote(o.lua) .. " -e " .. shell_quote(child_code(o))
-  local pipe = assert(io.popen(cmd, "r"))
-  local line = pipe:read("*l")
+    .. " <" .. shell_quote(fifo)
+  local pipe = io.popen(cmd, "r")
+  local line = pipe and pipe:read("*l")
+  cleanup() -- the child has read its settings (or is gone): nothing stays on disk
+  if not pipe then
+    error("calypso.mock: cannot start " .. o.lua, 2)
+  end
   local port = line and tonumber(line:match("^LISTENING (%d+)$"))
   if not port then
     pipe:close()

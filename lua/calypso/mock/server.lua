@@ -30,7 +30,8 @@ local MAX_BODY = 16 * 1024 * 1024 -- the largest request the client can build (~
 local RECV_SIZE = 64 * 1024
 local IDLE_TIMEOUT = 60             -- seconds a connection may sit in head/body without data
 local DRAIN_TIMEOUT = 2             -- seconds we wait for the peer to close after our answer
-local RECORD_LIMIT = 200            -- API requests kept by the request log
+local DEFAULT_REQUEST_LOG_SIZE = 200 -- API requests kept by the request log (request_log_size)
+local MAX_REQUEST_LOG_SIZE = 100000
 local RECORD_BODY_LIMIT = 64 * 1024 -- bytes of each recorded body
 local MAX_FAULTS = 1000
 local MAX_DELAY = 3600
@@ -187,6 +188,12 @@ end
 function M.new(opts)
   opts = opts or {}
   local host = opts.host or "127.0.0.1"
+  local log_size = opts.request_log_size or DEFAULT_REQUEST_LOG_SIZE
+  if type(log_size) ~= "number" or log_size ~= floor(log_size) or log_size < 0
+      or log_size > MAX_REQUEST_LOG_SIZE then
+    error("calypso.mock.server: request_log_size must be an integer from 0 to "
+      .. MAX_REQUEST_LOG_SIZE, 0)
+  end
   if not is_loopback(host) and not opts.allow_non_loopback then
     error("calypso.mock.server: refusing to listen on non-loopback host " .. host
       .. " (set allow_non_loopback to override)", 0)
@@ -195,6 +202,7 @@ function M.new(opts)
   local self = setmetatable({
     host = host, port = port, listener = listener,
     lifetime = opts.lifetime or DEFAULT_LIFETIME,
+    request_log_size = floor(log_size),
     heartbeat = opts.heartbeat and true or false,
     log_enabled = opts.log and true or false,
     state = state.new({ key = opts.key, secret = opts.secret, account = opts.account,
@@ -528,8 +536,12 @@ end
 -- Dispatch: faults, request log, API and control
 ---------------------------------------------------------------------------------------------
 
--- Appends an API request to the ring buffer of the last RECORD_LIMIT requests.
+-- Appends an API request to the ring buffer of the last request_log_size requests.
 function Server:record(req)
+  local size = self.request_log_size
+  if size == 0 then
+    return
+  end
   local body = req.body
   local rec = { method = req.method, path = req.target, headers = req.headers,
                 header_names = req.header_names, body = body }
@@ -537,13 +549,14 @@ function Server:record(req)
     rec.body, rec.truncated = body:sub(1, RECORD_BODY_LIMIT), true
   end
   self.record_count = self.record_count + 1
-  self.records[(self.record_count - 1) % RECORD_LIMIT + 1] = rec
+  self.records[(self.record_count - 1) % size + 1] = rec
 end
 
 function Server:recorded_requests()
   local list = json.array()
-  for n = max(1, self.record_count - RECORD_LIMIT + 1), self.record_count do
-    list[#list + 1] = self.records[(n - 1) % RECORD_LIMIT + 1]
+  local size = self.request_log_size
+  for n = max(1, self.record_count - size + 1), self.record_count do
+    list[#list + 1] = self.records[(n - 1) % size + 1]
   end
   return list
 end
@@ -596,6 +609,10 @@ function Server:dispatch_api(c, req)
     return self:fault_send(c, fault.data, fault.after)
   end
   local status, body, content_type, extra = self:api_answer(req, fault)
+  if fault and fault.mode == "refuse" then
+    -- before the answer goes out: a client that connects again after reading it is refused
+    self:refuse_connections(fault.seconds)
+  end
   if fault and (DELIVERY_FAULTS[fault.mode] or fault.chunk) then
     return self:deliver_fault(c, fault, status, body, content_type, extra)
   end
@@ -612,6 +629,37 @@ end
 ---------------------------------------------------------------------------------------------
 -- Fault delivery: answers that go out wrong on purpose (see FAULT_CHECKS for the modes)
 ---------------------------------------------------------------------------------------------
+
+-- Fault "refuse": closes the listening socket, so that new connections are refused (the
+-- client's kind "connect", never sent) while open ones go on, and listens again on the same
+-- port `seconds` later (retrying every 0.1 s for up to 5 s should the bind fail).
+function Server:refuse_connections(seconds)
+  if not self.listener then
+    return
+  end
+  self:log("refusing connections for %s s", tostring(seconds))
+  self.listener:close()
+  self.listener = nil
+  local tries = 0
+  local function relisten()
+    if not self.running then
+      return
+    end
+    local ok, sock = pcall(listen, self.host, self.port)
+    if ok then
+      self.listener = sock
+      return
+    end
+    tries = tries + 1
+    if tries >= 50 then
+      self:log("cannot listen again on port %d: %s", self.port, tostring(sock))
+      self.running = false
+      return
+    end
+    self:add_timer(gettime() + 0.1, relisten)
+  end
+  self:add_timer(gettime() + seconds, relisten)
+end
 
 -- Modes whose answer is computed as usual but delivered by deliver_fault.
 DELIVERY_FAULTS = { partial = true, trickle = true, chunked = true }
@@ -713,10 +761,48 @@ end
 
 local control = {} -- "/_mock/<name>" -> { methods, handler(self, args) -> status, value }
 
+-- What each control endpoint does, for GET /_mock/ (docs/mock.md has the details).
+local SUMMARIES = {
+  ["/_mock/"] = "this list",
+  ["/_mock/health"] = "liveness: {ok, port}",
+  ["/_mock/deposit"] = "record a deposit on a customer's purse (created if needed); the transaction",
+  ["/_mock/transaction/update"] = "change a transaction's state or translationToAccountCompleted",
+  ["/_mock/customers"] = "every customer, oldest first",
+  ["/_mock/fault"] = "queue a fault for the next API requests (or accepted connections)",
+  ["/_mock/config"] = "change delay, clock_skew_ms, max_page_size; the whole configuration",
+  ["/_mock/requests"] = "the last request_log_size API requests, oldest first",
+  ["/_mock/reset"] = "forget all state, faults, config, recorded requests and subscriptions",
+  ["/_mock/shutdown"] = "stop the mock once this answer is out",
+  ["/_mock/webhooks"] = "subscribe a loopback URL to signed webhooks ({clear = true} removes all)",
+  ["/_mock/webhooks/emit"] = "send one event of any type to every subscription",
+  ["/_mock/webhooks/deliveries"] = "the last 200 webhook deliveries and their state",
+}
+
+-- The control endpoints, sorted by path: { {path, methods, summary}, ... }.
+local function endpoint_list()
+  local paths = {}
+  for path in pairs(control) do
+    paths[#paths + 1] = path
+  end
+  table.sort(paths)
+  local list = json.array()
+  for _, path in ipairs(paths) do
+    local methods = json.array()
+    for _, m in ipairs({ "GET", "POST" }) do
+      if control[path].methods[m] then
+        methods[#methods + 1] = m
+      end
+    end
+    list[#list + 1] = { path = path, methods = methods, summary = SUMMARIES[path] or "" }
+  end
+  return list
+end
+
 function Server:dispatch_control(c, req)
   local entry = control[req.path]
   if not entry then
-    return self:respond(c, 404, json.encode({ error = "unknown control endpoint " .. req.path }))
+    return self:respond(c, 404, json.encode({ error = "unknown control endpoint " .. req.path
+      .. "; GET /_mock/ lists them", endpoints = endpoint_list() }))
   end
   if not entry.methods[req.method] then
     return self:respond(c, 405, json.encode({ error = "method not allowed" }))
@@ -786,6 +872,8 @@ local AFTER = { close = true, reset = true, stall = true, drain = true }
 --   chunked {chunk}         the answer in Transfer-Encoding: chunked, `chunk`-byte chunks (16)
 --   huge {size}             a 200 JSON object of exactly `size` bytes (9 MiB)
 --   wire {data, after}      these exact bytes instead of an answer, then close/reset/stall/drain
+--   refuse {seconds}        answer normally, then refuse new connections for `seconds` (the
+--                           listening socket is closed and reopened on the same port)
 -- Every mode that answers also takes `chunk` to send its body chunked.
 local FAULT_CHECKS = {
   delay = function(f)
@@ -831,6 +919,11 @@ local FAULT_CHECKS = {
     end
   end,
   chunked = function() end,
+  refuse = function(f)
+    if not number_in(f.seconds, 0.001, 60) then
+      return "refuse needs seconds between 0.001 and 60"
+    end
+  end,
   huge = function(f)
     f.size = f.size or 9 * 1024 * 1024
     if not is_int(f.size, 16, MAX_HUGE) then
@@ -865,7 +958,7 @@ local function add_fault(self, args)
   local check = FAULT_CHECKS[args.mode]
   if not check then
     return bad("mode must be one of delay, stall, close, malformed, html503, raw, error, "
-      .. "accept_close, partial, trickle, chunked, huge, wire")
+      .. "accept_close, partial, trickle, chunked, huge, wire, refuse")
   end
   args.count = args.count or 1
   if not is_int(args.count, 1, 1000000) then
@@ -927,6 +1020,10 @@ control["/_mock/requests"] = {
   methods = READ, handler = function(self) return 200, self:recorded_requests() end }
 control["/_mock/reset"] = {
   methods = POST, handler = function(self) self:reset(); return 200, { ok = true } end }
+control["/_mock/"] = {
+  methods = READ, handler = function() return 200, { endpoints = endpoint_list() } end }
+control["/_mock/customers"] = {
+  methods = READ, handler = function(self) return 200, state.customers(self.state) end }
 control["/_mock/health"] = {
   methods = READ, handler = function(self) return 200, { ok = true, port = self.port } end }
 control["/_mock/shutdown"] = {
@@ -957,7 +1054,7 @@ end
 
 function Server:select_sets()
   local readers, writers = {}, {}
-  if self.nconns < MAX_CONNECTIONS then
+  if self.nconns < MAX_CONNECTIONS and self.listener then
     readers[1] = self.listener
   end
   for sock, c in pairs(self.conns) do
@@ -996,7 +1093,7 @@ function Server:step(wake_at)
     end
   end
   for _, sock in ipairs(readable or {}) do
-    if sock == self.listener then
+    if self.listener and sock == self.listener then
       self:accept_all()
     elseif self.conns[sock] then
       self:on_readable(self.conns[sock])
@@ -1031,7 +1128,10 @@ function Server:close_all()
   for _, c in pairs(self.conns) do
     self:close(c)
   end
-  self.listener:close()
+  if self.listener then
+    self.listener:close()
+    self.listener = nil
+  end
   self.running = false
 end
 
@@ -1052,7 +1152,8 @@ end
 
 --- Runs the mock in this process until it is shut down. opts: host ("127.0.0.1"; only
 -- loopback unless allow_non_loopback), port (0 = any free port), key, secret, account,
--- lifetime (seconds, default 3600; 0 = no limit), heartbeat (write "\n" to stdout every
+-- lifetime (seconds, default 3600; 0 = no limit), request_log_size (API requests kept for
+-- /_mock/requests, default 200, 0 = none, at most 100000), heartbeat (write "\n" to stdout every
 -- second and exit when that fails), log (request log on stderr), on_listen (function(port)
 -- called after the LISTENING line).
 function M.main(opts)

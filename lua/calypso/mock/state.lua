@@ -314,6 +314,15 @@ ops["customer/create"] = function(st, p)
   return customer_dto(c)
 end
 
+--- Every customer, oldest first, as the API shows them (for GET /_mock/customers).
+function M.customers(st)
+  local list = json.array()
+  for _, c in ipairs(st.customer_list) do
+    list[#list + 1] = customer_dto(c)
+  end
+  return { customers = list }
+end
+
 ops["customer/get"] = function(st, p)
   local c, code = customer_by(st, p, "customerId")
   if not c then
