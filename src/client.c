@@ -23,6 +23,8 @@
 #define DEFAULT_MAX_RESPONSE (8u << 20)   /* 8 MiB: far above any documented body */
 #define MAX_REQUEST (1u << 20)            /* 1 MiB of payload JSON (strings before escaping) */
 #define MAX_PATH CALYPSO_MAX_PATH
+#define MAX_BASE_URL 1024
+#define MAX_CA_FILE 4096
 #define MAX_HEAD (16u << 10)             /* header lines given to client:prepare_http */
 #define UV_ENDPOINT lua_upvalueindex(CALYPSO_JSON_UPVALUES + 1)
 
@@ -136,6 +138,20 @@ static void read_options(lua_State *L, options *o)
         if (*p == NULL)
             luaL_error(L, "calypso.purse.new: unknown option '%s'", lua_tostring(L, -1));
     }
+    /* Read from a private copy (raw reads): the option strings must stay alive
+     * while we hold pointers into them, and a finalizer that runs in one of
+     * our allocations could drop them from the caller's table. */
+    {
+        const char *const *p;
+        lua_createtable(L, 0, 8);                     /* opts, copy */
+        for (p = option_names; *p != NULL; p++) {
+            lua_pushstring(L, *p);
+            lua_pushvalue(L, -1);
+            lua_rawget(L, 1);                         /* opts, copy, name, value */
+            lua_rawset(L, -3);
+        }
+        lua_replace(L, 1);                            /* copy */
+    }
     memset(o, 0, sizeof *o);
     o->key = opt_string(L, "key", &n, 1);
     opt_header_safe(L, "key", o->key, n);
@@ -153,7 +169,7 @@ static void read_options(lua_State *L, options *o)
     }
     opt_header_safe(L, "base_url", o->base_url, o->base_len);
     if (!(o->base_len > 8 && (strncmp(o->base_url, "https://", 8) == 0 ||
-                              strncmp(o->base_url, "http://", 7) == 0)) || o->base_len > 1024)
+                              strncmp(o->base_url, "http://", 7) == 0)) || o->base_len > MAX_BASE_URL)
         luaL_error(L, "calypso.purse.new: option 'base_url' must be an http:// or https:// URL");
     if (has_userinfo(o->base_url, o->base_len))   /* never echo it: it holds a password */
         luaL_error(L, "calypso.purse.new: option 'base_url' must not carry credentials "
@@ -163,6 +179,8 @@ static void read_options(lua_State *L, options *o)
     o->ca_file = opt_string(L, "ca_file", &n, 0);
     if (o->ca_file != NULL && strlen(o->ca_file) != n)
         luaL_error(L, "calypso.purse.new: option 'ca_file' must not contain NUL bytes");
+    if (n > MAX_CA_FILE)
+        luaL_error(L, "calypso.purse.new: option 'ca_file' is too long (at most %d bytes)", MAX_CA_FILE);
     o->proxy = opt_string(L, "proxy", &n, 0);
     opt_header_safe(L, "proxy", o->proxy, n);
     o->user_agent = opt_string(L, "user_agent", &n, 0);
@@ -262,11 +280,17 @@ static int client_guarded(lua_State *L)
 static int client_tostring(lua_State *L)
 {
     calypso_client *c = calypso_checkself(L, CALYPSO_CLIENT_MT, "__tostring");
-    if (!c->open)
+    char base[MAX_BASE_URL + 1];
+    if (!c->open || c->closing) {
         lua_pushfstring(L, "calypso.purse client (closed): %p", (void *)c);
-    else   /* the key id and the host only: never the secret */
-        lua_pushfstring(L, "calypso.purse client (key %s..., %s): %p", c->key_hint,
-                        c->url, (void *)c);
+        return 1;
+    }
+    /* the base URL copied first (lua_pushfstring may run a finalizer that
+     * closes the client), without a path a call in progress appended */
+    memcpy(base, c->url, c->base_len);
+    base[c->base_len] = '\0';
+    /* the key id and the host only: never the secret */
+    lua_pushfstring(L, "calypso.purse client (key %s..., %s): %p", c->key_hint, base, (void *)c);
     return 1;
 }
 
@@ -382,6 +406,28 @@ static void clean_line(const char *s, size_t n, char *dst, size_t dstlen)
     dst[k] = '\0';
 }
 
+/* Replaces the userinfo of every URL in the line s ("scheme://user:pw@host")
+ * with "***": libcurl names the proxy URL, credentials included, in some of
+ * its error texts. */
+static void redact_userinfo(char *s)
+{
+    char *p = s;
+    while ((p = strstr(p, "://")) != NULL) {
+        char *start = p + 3, *end = start, *at = NULL;
+        for (; *end != '\0' && *end != ' ' && *end != '\'' && *end != '"' && *end != '/'; end++)
+            if (*end == '@')
+                at = end;
+        if (at != NULL && at - start >= 3) {          /* shrinks the line: "***@host" */
+            memcpy(start, "***", 3);
+            memmove(start + 3, at, strlen(at) + 1);
+            end = start + 3;
+        } else if (at != NULL) {                      /* "a@host": never grow it */
+            memset(start, '*', (size_t)(at - start));
+        }
+        p = end;
+    }
+}
+
 /* Reads a string field of the table on top into dst (cleaned); 1 if present. */
 static int get_text(lua_State *L, const char *name, char *dst, size_t dstlen)
 {
@@ -455,6 +501,7 @@ int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoin
     if (r->kind != NULL) {
         f.kind = r->kind;
         clean_line(r->detail, strlen(r->detail), reason, sizeof reason);
+        redact_userinfo(reason);
         if (strcmp(r->kind, "too_large") == 0)
             snprintf(msg, sizeof msg, "response body larger than max_response_size (%zu bytes)",
                      c->http.body.limit);
@@ -901,8 +948,16 @@ static int client_sign(lua_State *L)
 static int client_info(lua_State *L)
 {
     calypso_client *c = calypso_client_check(L, 1, "info");
+    /* Copied first: any allocation below may run a finalizer that closes the
+     * client, freeing url and ca_file (the rest lives in the userdata). */
+    char base[MAX_BASE_URL + 1], ca[MAX_CA_FILE + 1];
+    size_t base_len = c->base_len;
+    int has_ca = c->ca_file != NULL, has_proxy = c->proxy != NULL;
+    memcpy(base, c->url, base_len);
+    if (has_ca)
+        snprintf(ca, sizeof ca, "%s", c->ca_file);
     lua_createtable(L, 0, 6);
-    lua_pushlstring(L, c->url, c->base_len);
+    lua_pushlstring(L, base, base_len);
     lua_setfield(L, -2, "base_url");
     lua_pushstring(L, c->key);
     lua_setfield(L, -2, "key");
@@ -918,12 +973,12 @@ static int client_info(lua_State *L)
     lua_setfield(L, -2, "exact_amounts");
     lua_pushboolean(L, c->http_opts.insecure);
     lua_setfield(L, -2, "insecure_skip_tls_verify");
-    if (c->ca_file != NULL) {
-        lua_pushstring(L, c->ca_file);
+    if (has_ca) {
+        lua_pushstring(L, ca);
         lua_setfield(L, -2, "ca_file");
     }
     /* whether a proxy is set, not its URL: it may carry credentials */
-    lua_pushboolean(L, c->proxy != NULL);
+    lua_pushboolean(L, has_proxy);
     lua_setfield(L, -2, "proxy");
     return 1;
 }

@@ -235,23 +235,34 @@ int calypso_client_batch(lua_State *L)
     }
     lua_settop(L, 2);
     n = (int)calypso_rawlen(L, 2);
-    for (i = 1; i <= n; i++) {   /* every entry checked before anything starts */
+    /* Every entry is checked before anything starts, and what was checked is
+     * what runs: ops and payloads are copied into a plan no Lua code can reach
+     * (a finalizer may rewrite `calls` while the batch runs). plan[2i-1] is
+     * the op, plan[2i] the payload (false for none). */
+    lua_createtable(L, 2 * n, 0);                  /* calls, plan */
+    for (i = 1; i <= n; i++) {
         const char *why = NULL, *op;
         size_t len;
-        lua_rawgeti(L, 2, i);
+        lua_rawgeti(L, 2, i);                      /* calls, plan, entry */
         if (lua_type(L, -1) != LUA_TTABLE)
             luaL_error(L, "calypso.purse: batch entry %d must be a table { op, payload }", i);
-        lua_rawgeti(L, 3, 1);
+        lua_rawgeti(L, 4, 1);                      /* calls, plan, entry, op */
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "calypso.purse: batch entry %d: op must be a method name or path", i);
-        op = lua_tolstring(L, 4, &len);
-        if (calypso_find_endpoint(L, 4) == NULL && (why = calypso_path_problem(op, len)) != NULL)
+        op = lua_tolstring(L, 5, &len);
+        if (calypso_find_endpoint(L, 5) == NULL && (why = calypso_path_problem(op, len)) != NULL)
             luaL_error(L, "calypso.purse: batch entry %d: op is neither a method name nor a path (%s)", i, why);
-        lua_rawgeti(L, 3, 2);
+        lua_rawseti(L, 3, 2 * i - 1);              /* calls, plan, entry */
+        lua_rawgeti(L, 4, 2);                      /* calls, plan, entry, payload */
         if (!lua_isnil(L, -1) && !lua_istable(L, -1))
             luaL_error(L, "calypso.purse: batch entry %d: payload must be a table or nil (got %s)", i,
                        luaL_typename(L, -1));
-        lua_settop(L, 2);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushboolean(L, 0);
+        }
+        lua_rawseti(L, 3, 2 * i);
+        lua_settop(L, 3);
     }
     if (c->batch == NULL && (c->batch = multi_new()) == NULL)
         return luaL_error(L, "calypso.purse: out of memory");
@@ -259,16 +270,19 @@ int calypso_client_batch(lua_State *L)
     for (i = 0; i < m->count; i++)   /* leftovers of a batch interrupted by an error */
         slot_reset(m, m->slots[i]);
     lua_createtable(L, n, 0);
-    results = 3;
+    results = 4;                                   /* calls, plan, results */
 
     while (done < n) {
         while (next <= n && m->running < max_in_flight) {
             slot *s;
-            lua_rawgeti(L, 2, next);               /* results, entry */
-            lua_rawgeti(L, -1, 1);                 /* results, entry, op */
-            lua_rawgeti(L, -2, 2);                 /* results, entry, op, payload */
-            s = start(L, m, c, results + 2, results + 3, "batch");
-            if (s == NULL) {                       /* results, entry, op, nil, msg, err */
+            lua_rawgeti(L, 3, 2 * next - 1);       /* results, op */
+            lua_rawgeti(L, 3, 2 * next);           /* results, op, payload */
+            if (lua_type(L, -1) == LUA_TBOOLEAN) {
+                lua_pop(L, 1);
+                lua_pushnil(L);
+            }
+            s = start(L, m, c, results + 1, results + 2, "batch");
+            if (s == NULL) {                       /* results, op, nil, msg, err */
                 store_result(L, results, next, 3);
                 done++;
             } else {
