@@ -882,7 +882,7 @@ static int client_finish(lua_State *L)
     lua_Integer status = calypso_checkinteger(L, 3, "finish");
     memset(&r, 0, sizeof r);
     r.sent = 1;
-    r.status = status >= 0 && status <= 999 ? (long)status : 0;
+    r.status = status >= 0 && status <= 0x7fffffff ? (long)status : 0;   /* as given: err.status says what the transport saw */
     r.body = calypso_checklstring(L, 4, "finish", &r.len);
     r.date = bounded_header(L, 5, "finish", date, sizeof date);
     r.retry_after = bounded_header(L, 6, "finish", retry_after, sizeof retry_after);
@@ -920,7 +920,7 @@ static int client_failure(lua_State *L)
     /* what arrived before the failure (a too_large body after its headers, say) */
     if (!lua_isnoneornil(L, 6)) {
         lua_Integer status = calypso_checkinteger(L, 6, "failure");
-        r.status = status >= 0 && status <= 999 ? (long)status : 0;
+        r.status = status >= 0 && status <= 0x7fffffff ? (long)status : 0;   /* as given: err.status says what the transport saw */
     }
     r.date = bounded_header(L, 7, "failure", date, sizeof date);
     r.retry_after = bounded_header(L, 8, "failure", retry_after, sizeof retry_after);
