@@ -85,6 +85,23 @@ describe("calypso.http1", function()
       end
    end)
 
+   it("reads many tiny chunks and one-byte reads into the right body", function()
+      local body = ("0123456789abcdef"):rep(4096) -- 64 KiB
+      local chunks = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" }
+      for i = 1, #body do chunks[#chunks + 1] = "1\r\n" .. body:sub(i, i) .. "\r\n" end
+      chunks[#chunks + 1] = "0\r\n\r\n"
+      local _, res = read_case({ timeout = 5, steps = { table.concat(chunks) } })
+      assert.are.equal(body, res.body)
+      -- the body one byte a read: with Content-Length, and ending at the close
+      local steps = { "HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" }
+      for i = 1, #body do steps[#steps + 1] = body:sub(i, i) end
+      _, res = read_case({ timeout = 5, steps = steps })
+      assert.are.equal(body, res.body)
+      steps[1] = "HTTP/1.1 200 OK\r\n\r\n"
+      _, res = read_case({ timeout = 5, steps = steps })
+      assert.are.equal(body, res.body)
+   end)
+
    it("says when nothing at all arrived (a dead kept-alive connection)", function()
       local _, _, f = read_case(corpus.get("empty_reply"))
       assert.is_true(f.nothing)

@@ -123,6 +123,33 @@ local function line(r, limit, what)
    return sub(buf, pos, stop), used
 end
 
+-- Collects body pieces. Every JOIN pieces are joined into one, so that many tiny pieces (one-
+-- byte chunks, one-byte reads) cost little more memory than the bytes they carry.
+local JOIN = 256
+
+local function collector(first)
+   local acc = { n = 0, big = {}, bn = 0 }
+   if first and first ~= "" then acc[1], acc.n = first, 1 end
+   return acc
+end
+
+local function push(acc, s)
+   local n = acc.n + 1
+   acc[n] = s
+   if n == JOIN then
+      local b = acc.bn + 1
+      acc.big[b] = concat(acc, "", 1, n)
+      acc.bn, n = b, 0
+   end
+   acc.n = n
+end
+
+local function joined(acc)
+   local b = acc.bn + 1
+   acc.big[b] = concat(acc, "", 1, acc.n)
+   return concat(acc.big, "", 1, b)
+end
+
 -- Exactly n (> 0) bytes, reading no further than that.
 local function take(r, n, what)
    local buf, pos = r.buf, r.pos
@@ -131,19 +158,15 @@ local function take(r, n, what)
       r.pos = pos + n
       return sub(buf, pos, pos + n - 1)
    end
-   local parts, k = {}, 0
-   if have > 0 then
-      parts[1], k = sub(buf, pos), 1
-   end
+   local acc = collector(have > 0 and sub(buf, pos) or nil)
    r.buf, r.pos = "", 1
    while have < n do
       local data, f = fill(r, min(n - have, READ_SIZE), what)
       if not data then return nil, f end
-      k = k + 1
-      parts[k] = data
+      push(acc, data)
       have = have + #data
    end
-   return concat(parts, "", 1, k)
+   return joined(acc)
 end
 
 -- "HTTP/1.x ddd" + (end | " " reason) -> status, whether HTTP/1.0; nil when malformed.
@@ -254,7 +277,7 @@ end
 
 -- A chunked body of at most max bytes.
 local function read_chunked(r, max)
-   local parts, k, total = {}, 0, 0
+   local acc, total = collector(), 0
    while true do
       local s, f = line(r, MAX_HEAD_BYTES, "a chunk size")
       if not s then return nil, f end
@@ -271,7 +294,7 @@ local function read_chunked(r, max)
          for _ = 1, MAX_HEADERS + 1 do
             local t, n = line(r, MAX_HEAD_BYTES - used, "the chunked trailer")
             if not t then return nil, n end
-            if t == "" then return concat(parts, "", 1, k) end
+            if t == "" then return joined(acc) end
             used = used + n
          end
          return nil, failure("network", "more than " .. MAX_HEADERS .. " trailer lines")
@@ -283,8 +306,7 @@ local function read_chunked(r, max)
       local data
       data, f = take(r, size, "a chunk")
       if not data then return nil, f end
-      k = k + 1
-      parts[k] = data
+      push(acc, data)
       s, f = line(r, 2, "a chunk end")
       if not s then return nil, f end
       if s ~= "" then
@@ -296,16 +318,15 @@ end
 -- A body that ends when the server closes the connection.
 local function read_to_close(r, max)
    local buf, pos = r.buf, r.pos
-   local parts, k, total = { sub(buf, pos) }, 1, #buf - pos + 1
+   local acc, total = collector(sub(buf, pos)), #buf - pos + 1
    r.buf, r.pos = "", 1
    while total <= max do
       local data, f = fill(r, READ_SIZE, "the response body")
       if not data then
-         if f.closed then return concat(parts, "", 1, k) end
+         if f.closed then return joined(acc) end
          return nil, f
       end
-      k = k + 1
-      parts[k] = data
+      push(acc, data)
       total = total + #data
    end
    return nil, failure("too_large", "body larger than max_response_size")
