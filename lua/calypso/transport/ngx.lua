@@ -30,8 +30,6 @@ local floor, min = math.floor, math.min
 local find, lower, match, gsub = string.find, string.lower, string.match, string.gsub
 local concat = table.concat
 
-local FRESH_POOL = "calypso:fresh" -- never filled: a connect() under this name is always new
-local FRESH_OPTIONS = { pool = FRESH_POOL }
 local MAX_SESSIONS = 64 -- TLS sessions kept per worker (one per pool name), to resume handshakes
 
 -- The last TLS session per pool name and server (host, port, verification) in this worker: a new
@@ -162,6 +160,11 @@ function M.new(core, opts)
       verify = not insecure,
       pool_size = pool_size,
       connect_options = { pool = pool, pool_size = pool_size },
+      -- A connect() under a pool name nothing is ever put back into is always new: a
+      -- connection opened under it is closed after its call, never pooled. (ngx_lua looks a
+      -- named pool up by its name alone, whatever the host and port: were anything ever kept
+      -- under a name shared by all servers, a call could ride on another server's connection.)
+      fresh_options = { pool = pool .. ":fresh" },
       keepalive_ms = keepalive and floor(keepalive * 1000) or nil,
       timeout = info.timeout,
       connect_timeout = info.connect_timeout,
@@ -214,7 +217,7 @@ local function open(self, deadline, fresh)
    local cms = min(ms, floor(self.connect_timeout * 1000))
    sock:settimeouts(cms < 1 and 1 or cms, ms, ms)
    local ok
-   ok, err = sock:connect(self.host, self.port, fresh and FRESH_OPTIONS or self.connect_options)
+   ok, err = sock:connect(self.host, self.port, fresh and self.fresh_options or self.connect_options)
    if not ok then
       err = tostring(err)
       local kind = err == "timeout" and "timeout"
@@ -301,7 +304,7 @@ function Transport:request(op, payload, deadline)
       local res
       res, f, head = exchange(self, sock, deadline, request)
       if res then
-         if writes or res.close then
+         if fresh or res.close then -- writes are always fresh
             sock:close()
          elseif not sock:setkeepalive(self.keepalive_ms, self.pool_size) then
             sock:close()
