@@ -67,6 +67,7 @@ build = {
          ["calypso.mock.server"] = "lua/calypso/mock/server.lua",
          ["calypso.mock.state"] = "lua/calypso/mock/state.lua",
          ["calypso.mock.json"] = "lua/calypso/mock/json.lua",
+         ["calypso.http1"] = "lua/calypso/http1.lua",
          ["calypso.transport.ngx"] = "lua/calypso/transport/ngx.lua",
       },
    },

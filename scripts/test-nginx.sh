@@ -3,8 +3,8 @@
 # (Debian's nginx + libnginx-mod-http-lua) on 127.0.0.1, against the bundled mock.
 #   scripts/test-nginx.sh [busted args]
 # Builds the C core for LuaJIT (build/jit, the runtime nginx's lua module embeds), then runs
-# spec/nginx_spec.lua with busted under lua5.4 (the spec only talks HTTP to nginx, with
-# luasocket). nginx runs with its own prefix under /tmp and is stopped by the spec; a
+# spec/nginx_spec.lua and spec/hostile_spec.lua (the hostile corpus through nginx and through
+# libcurl) with busted under lua5.4 (the specs only talk HTTP to nginx, with luasocket). nginx runs with its own prefix under /tmp and is stopped by the spec; a
 # watchdog stops it too if the spec dies. Then runs examples/openresty/run.sh (the example
 # config against the mock) as one more check. Ends with "lua ngx: N passed, M failed".
 set -eu
@@ -35,7 +35,7 @@ rock_ok=1
 chmod -R a+rX build/rocks-jit 2>/dev/null || true
 status=0
 CALYPSO_NGINX_SPEC=1 CALYPSO_ROCK_JIT="$root/build/rocks-jit" LUA_CPATH="build/5.4/?.so;;" CALYPSO_MOCK_LUA=lua5.4 \
-  lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_spec.lua "$@" \
+  lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_spec.lua spec/hostile_spec.lua "$@" \
   >"$log" 2>&1 || status=$?
 cat "$log"
 summary=$(grep -E '^[0-9]+ successe?s? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1 || true)

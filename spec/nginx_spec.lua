@@ -39,6 +39,8 @@ local function make_certs(dir)
    return { ca = dir .. "/ca.pem", cert = dir .. "/server.pem", key = dir .. "/server.key" }
 end
 
+local function prefix_of(handle) return handle.prefix end
+
 local function client_opts(extra)
    local o = mock.client_options(server)
    for k, v in pairs(extra or {}) do o[k] = v end
@@ -100,6 +102,7 @@ setup(function()
       prefix = prefix,
       http = table.concat({
          "lua_shared_dict phases 1m;",
+         'log_format tls_reuse "$ssl_protocol $ssl_session_reused";',
          'init_by_lua_block { require("calypso_test").record_phase() }',
          'init_worker_by_lua_block { require("calypso_test").record_phase() }',
       }, "\n"),
@@ -120,6 +123,7 @@ setup(function()
          '  content_by_lua_block { require("calypso_test").record_phase() ngx.say("ok") }',
          "}",
          'location = /phases { content_by_lua_block { require("calypso_test").phases() } }',
+         "location = /call-tls13 { lua_ssl_protocols TLSv1.2 TLSv1.3; " .. trust .. resolver .. handler .. " }",
          "location = /set-phase {",
          '  set_by_lua_block $answer { return require("calypso_test").in_set() }',
          '  default_type application/json; return 200 $answer;',
@@ -132,6 +136,7 @@ setup(function()
          "  server_name calypso.test;",
          "  ssl_certificate " .. certs.cert .. ";",
          "  ssl_certificate_key " .. certs.key .. ";",
+         "  access_log " .. prefix .. "/tls.log tls_reuse;",
          "  location / { proxy_pass http://127.0.0.1:" .. server.port .. "; proxy_http_version 1.1;",
          '    proxy_set_header Connection ""; }',
          "}",
@@ -350,6 +355,12 @@ describe("keep-alive", function()
       local b = call("get_customers_by_external_id", { externalId = "r" }, "ngx", pool)
       assert.is_table(b.ngx.res)
       assert.are.equal(a.stats.resent + 1, b.stats.resent)
+      -- the fresh connection of the resend is not kept: a write of another client (another
+      -- pool) opens its own (ngx_lua finds a named pool by its name, whatever the server)
+      local w = call("create_customer", { email = "after-resend@example.com" }, "ngx",
+                     { transport = { pool = "calypso-spec-other" } })
+      assert.is_string(w.ngx.res and w.ngx.res.id, cjson.encode(w))
+      assert.are.equal(0, w.stats.last_reused)
    end)
 
    it("does not pool a connection the server closes, and honours keepalive_timeout", function()
@@ -382,6 +393,31 @@ describe("TLS", function()
       assert.are.same(plain.ngx.res, a.ngx.res)
       local b = call("get_customers_by_external_id", { externalId = "ngx-1" }, "ngx", https("calypso.test"))
       assert.are.equal(1, b.stats.last_reused)
+   end)
+
+   it("resumes the previous TLS session on a new connection", function()
+      -- writes always open a fresh connection: each one is a new handshake
+      local log = prefix_of(h) .. "/tls.log"
+      for _, path in ipairs({ "/call", "/call-tls13" }) do
+         local before = #(nginx.read_file(log) or "")
+         for i = 1, 3 do
+            local a = call("create_customer", { email = "tls" .. i .. "@example.com" }, "ngx",
+                           https("calypso.test", "resume" .. path), path)
+            assert.is_string(a.ngx.res and a.ngx.res.id, cjson.encode(a))
+         end
+         local lines
+         for _ = 1, 30 do -- the access log line is written after the answer: wait for it, bounded
+            lines = {}
+            for l in (nginx.read_file(log) or ""):sub(before + 1):gmatch("[^\n]+") do lines[#lines + 1] = l end
+            if #lines >= 3 then break end
+            socket.sleep(0.1)
+         end
+         io.stderr:write(("[nginx] TLS handshakes for %s (protocol, reused): %s\n"):format(path, table.concat(lines, "; ")))
+         assert.are.equal(3, #lines, (nginx.read_file(log) or "") .. " from offset " .. before)
+         assert.truthy(lines[1]:find(" %.$"), lines[1]) -- the first one in full
+         assert.truthy(lines[2]:find(" r$"), lines[2])  -- then resumed
+         assert.truthy(lines[3]:find(" r$"), lines[3])
+      end
    end)
 
    it("fails with kind tls without the CA or on a host name mismatch, before sending", function()
