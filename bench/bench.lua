@@ -31,14 +31,7 @@ local sh, free_port = support.sh, support.free_port
 -- The bench server: a private nginx answering every call with a fixed customer, over HTTP
 -- and HTTPS (local CA), plus a location that answers after 20 ms without blocking.
 local http_port, https_port = free_port(), free_port()
-local certs = sh("mktemp -d /tmp/calypso-bench-ca.XXXXXX"):gsub("%s+$", "")
-sh(("(cd %s && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=calypso-bench-ca " ..
-    "-keyout ca.key -out ca.pem && " ..
-    "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout srv.key -out srv.csr && " ..
-    "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > ext.cnf && " ..
-    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out srv.pem) >/dev/null 2>&1")
-   :format(certs))
-sh("chmod 755 " .. certs .. " && chmod 644 " .. certs .. "/*")
+local certs = support.ca()
 local lifetime = 1200 + PAIRS * 3 + MEMORY_SECONDS
 local server = support.nginx{ lua = true, port = http_port, lifetime = lifetime, http = function()
    return ([[
