@@ -6,8 +6,9 @@
 -- server's nginx worker and both clients on CPU 0 ("same core"), then with the
 -- clients on CPU 1 ("other core"). It prints median calls/s, client CPU per
 -- call and the paired ratios (median and quartiles), then the batch, signing,
--- callgrind and memory figures. Bounded: BENCH_PAIRS x 2 bursts per contender, in
--- BENCH_RESTARTS segments with freshly started programs.
+-- callgrind and memory figures, and the RTT section (bench/rtt.lua). Bounded:
+-- BENCH_PAIRS x 2 bursts per contender, in BENCH_RESTARTS segments with freshly
+-- started programs.
 --   lua5.4 bench/bench.lua            (env: BENCH_PAIRS=240 BENCH_BURST=200 BENCH_RESTARTS=12
 --                                      BENCH_INSTR_CALLS=2000, 0 skips callgrind)
 package.path = "./?.lua;" .. package.path
@@ -310,4 +311,12 @@ end
 if memory then
    print(("memory: %d calls in %.0f s on one client: RSS %d KiB -> %d KiB (%+d KiB)"):format(memory.calls,
          memory.seconds, memory.start, memory.finish, memory.finish - memory.start))
+end
+
+-- The RTT section (bench/rtt.lua, alone: `make bench-rtt`; BENCH_RTT=0 skips it): its own
+-- servers and latency-injecting proxy; it refuses to run when the proxy's round trip is off.
+if os.getenv("BENCH_RTT") ~= "0" then
+   print()
+   io.stdout:flush()
+   assert(os.execute("lua5.4 bench/rtt.lua"), "bench/rtt.lua failed")
 end
