@@ -18,7 +18,9 @@
 -- read, write, sign-up: one untimed warm-up read, then BENCH_RTT_CALLS timed calls (sign-ups);
 -- batches: BENCH_RTT_BATCHES timed batches; every cell also stops after BENCH_RTT_CELL_SECONDS.
 --   lua5.4 bench/rtt.lua      (env: BENCH_RTT_MS=20 BENCH_RTT_CALLS=40 BENCH_RTT_BATCHES=10
---                              BENCH_RTT_CELL_SECONDS=30 BENCH_RTT_PROBES=20 BENCH_RTT_TOLERANCE_MS=3)
+--                              BENCH_RTT_CELL_SECONDS=30 BENCH_RTT_PROBES=20 BENCH_RTT_TOLERANCE_MS=3
+--                              BENCH_RTT_ROWS=read,write,signup,cold,warm
+--                              BENCH_RTT_COLUMNS=lua54,luajit,nginx,peer)
 package.path = "./?.lua;" .. package.path
 local socket = require "socket"
 local http = require "socket.http"
@@ -32,6 +34,16 @@ local BATCHES = env("BENCH_RTT_BATCHES", 10)
 local CELL_SECONDS = env("BENCH_RTT_CELL_SECONDS", 30)
 local PROBES = env("BENCH_RTT_PROBES", 20)
 local TOLERANCE = env("BENCH_RTT_TOLERANCE_MS", 3)
+-- subsets, comma-separated: rows by case (read,write,signup,cold,warm), columns by key
+-- (lua54,luajit,nginx,peer); default all
+local function set(name)
+   local v = os.getenv(name)
+   if not v or v == "" then return nil end
+   local t = {}
+   for k in v:gmatch("[^,%s]+") do t[k] = true end
+   return t
+end
+local ONLY_ROWS, ONLY_COLUMNS = set("BENCH_RTT_ROWS"), set("BENCH_RTT_COLUMNS")
 local KEY, SECRET = "c529e14832b34b74972365cf7bf02430", "b823a6b9ea72408583cef9ec8d67fa52"
 local CUSTOMER = '{"id":"3fa85f64-5717-4562-b3fc-2c963f66afa6","email":"alice@example.com",' ..
                  '"description":"bench customer","externalId":"user-42","blocked":false}'
@@ -129,10 +141,10 @@ local ok, err = pcall(function()
    end }
 
    local columns = {
-      { name = "module, Lua 5.4", cmd = "LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/rtt_client.lua module" },
-      { name = "module, LuaJIT", cmd = "LUA_CPATH='build/jit/?.so;;' luajit bench/rtt_client.lua module" },
-      { name = "module in nginx", nginx = true },
-      { name = "peer: Lua-cURL", cmd = "luajit bench/rtt_client.lua peer" },
+      { key = "lua54", name = "module, Lua 5.4", cmd = "LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/rtt_client.lua module" },
+      { key = "luajit", name = "module, LuaJIT", cmd = "LUA_CPATH='build/jit/?.so;;' luajit bench/rtt_client.lua module" },
+      { key = "nginx", name = "module in nginx", nginx = true },
+      { key = "peer", name = "peer: Lua-cURL", cmd = "luajit bench/rtt_client.lua peer" },
    }
    local rows = {
       { name = "read", case = "read", route = 1, n = CALLS },
@@ -143,6 +155,14 @@ local ok, err = pcall(function()
       { name = "cold batch of 100, h2 server", case = "cold", route = 2, n = BATCHES },
       { name = "warm batch of 100, h2 server", case = "warm", route = 2, n = BATCHES },
    }
+   local function keep(list, only, field)
+      local kept = {}
+      for _, x in ipairs(list) do
+         if not only or only[x[field]] then kept[#kept + 1] = x end
+      end
+      return kept
+   end
+   columns, rows = keep(columns, ONLY_COLUMNS, "key"), keep(rows, ONLY_ROWS, "case")
    local via = { via_h1, via_h2 }
    for _, row in ipairs(rows) do
       row.cells = {}
@@ -175,7 +195,7 @@ local ok, err = pcall(function()
          :format(D, CALLS, BATCHES, os.date("!%Y-%m-%d")))
    local head = ("%-30s"):format("")
    for _, col in ipairs(columns) do head = head .. (" | %-22s"):format(col.name) end
-   print(head)
+   print((head:gsub("%s+$", "")))
    for _, row in ipairs(rows) do
       local line = ("%-30s"):format(row.name)
       for _, c in ipairs(row.cells) do
@@ -184,7 +204,7 @@ local ok, err = pcall(function()
             per == math.floor(per) and ("%d"):format(per) or ("%.1f"):format(per))
          line = line .. (" | %-22s"):format(cell)
       end
-      print(line)
+      print((line:gsub("%s+$", "")))
    end
    print("module in nginx: timed inside nginx (purse.now() around the calls), not from outside; "
          .. "the peer's batch is 100 sequential calls on its one handle (Lua-cURL has no multi).")
