@@ -28,7 +28,7 @@ lua_bin_jit := luajit
 BUILD := build
 SO     = $(BUILD)/$(1)/calypso/purse.so
 
-.PHONY: all build deps demo test test-unit rock rock-build rock-install bench clean
+.PHONY: all build deps demo test test-unit rock rock-build rock-install bench bench-rtt clean
 all: build
 
 deps:
@@ -78,10 +78,18 @@ bench: deps build
 	$(MAKE) -s build LUA_VERSION=jit
 	$(CC) -std=c99 -O2 -o bench/floor bench/floor.c -I$(CURL_INCDIR) -lcurl -lmbedcrypto
 	$(CC) -std=c99 -O2 -o bench/sign bench/sign.c src/sign.c -lmbedcrypto
+	$(CC) -std=c99 -O2 -Wall -Wextra -o bench/rtt_proxy bench/rtt_proxy.c
 	lua5.4 bench/bench.lua
 
+# Only the RTT section of the bench: calls over HTTPS through a loopback proxy that adds a round
+# trip of BENCH_RTT_MS (default 20) ms, as multiples of it (see bench/rtt.lua).
+bench-rtt: deps build
+	$(MAKE) -s build LUA_VERSION=jit
+	$(CC) -std=c99 -O2 -Wall -Wextra -o bench/rtt_proxy bench/rtt_proxy.c
+	lua5.4 bench/rtt.lua
+
 clean:
-	rm -rf $(BUILD) bench/floor bench/sign
+	rm -rf $(BUILD) bench/floor bench/sign bench/rtt_proxy
 
 # ---- Sanitizers, valgrind, fuzzing (issue 5). Each has a script, run by `make test` too.
 .PHONY: sanitize valgrind fuzz fuzz-build

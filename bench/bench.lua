@@ -6,8 +6,9 @@
 -- server's nginx worker and both clients on CPU 0 ("same core"), then with the
 -- clients on CPU 1 ("other core"). It prints median calls/s, client CPU per
 -- call and the paired ratios (median and quartiles), then the batch, signing,
--- callgrind and memory figures. Bounded: BENCH_PAIRS x 2 bursts per contender, in
--- BENCH_RESTARTS segments with freshly started programs.
+-- callgrind and memory figures, and the RTT section (bench/rtt.lua). Bounded:
+-- BENCH_PAIRS x 2 bursts per contender, in BENCH_RESTARTS segments with freshly
+-- started programs.
 --   lua5.4 bench/bench.lua            (env: BENCH_PAIRS=240 BENCH_BURST=200 BENCH_RESTARTS=12
 --                                      BENCH_INSTR_CALLS=2000, 0 skips callgrind)
 package.path = "./?.lua;" .. package.path
@@ -31,14 +32,7 @@ local sh, free_port = support.sh, support.free_port
 -- The bench server: a private nginx answering every call with a fixed customer, over HTTP
 -- and HTTPS (local CA), plus a location that answers after 20 ms without blocking.
 local http_port, https_port = free_port(), free_port()
-local certs = sh("mktemp -d /tmp/calypso-bench-ca.XXXXXX"):gsub("%s+$", "")
-sh(("(cd %s && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=calypso-bench-ca " ..
-    "-keyout ca.key -out ca.pem && " ..
-    "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout srv.key -out srv.csr && " ..
-    "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > ext.cnf && " ..
-    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out srv.pem) >/dev/null 2>&1")
-   :format(certs))
-sh("chmod 755 " .. certs .. " && chmod 644 " .. certs .. "/*")
+local certs = support.ca()
 local lifetime = 1200 + PAIRS * 3 + MEMORY_SECONDS
 local server = support.nginx{ lua = true, port = http_port, lifetime = lifetime, http = function()
    return ([[
@@ -317,4 +311,12 @@ end
 if memory then
    print(("memory: %d calls in %.0f s on one client: RSS %d KiB -> %d KiB (%+d KiB)"):format(memory.calls,
          memory.seconds, memory.start, memory.finish, memory.finish - memory.start))
+end
+
+-- The RTT section (bench/rtt.lua, alone: `make bench-rtt`; BENCH_RTT=0 skips it): its own
+-- servers and latency-injecting proxy; it refuses to run when the proxy's round trip is off.
+if os.getenv("BENCH_RTT") ~= "0" then
+   print()
+   io.stdout:flush()
+   assert(os.execute("lua5.4 bench/rtt.lua"), "bench/rtt.lua failed")
 end

@@ -32,6 +32,22 @@ function M.rss_kib()
    return pages * 4
 end
 
+--- A fresh local CA and a server certificate for 127.0.0.1 (SAN IP:127.0.0.1, DNS:localhost),
+-- valid 2 days, in a new world-readable directory: ca.pem, srv.pem, srv.key. Returns its path.
+-- extra_san: more subjectAltName entries (",DNS:127.0.0.1": nginx's cosocket TLS checks the name
+-- it is given against DNS names only).
+function M.ca(extra_san)
+   local certs = M.sh("mktemp -d /tmp/calypso-bench-ca.XXXXXX"):gsub("%s+$", "")
+   M.sh(("(cd %s && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=calypso-bench-ca " ..
+         "-keyout ca.key -out ca.pem && " ..
+         "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout srv.key -out srv.csr && " ..
+         "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost%s' > ext.cnf && " ..
+         "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out srv.pem) >/dev/null 2>&1")
+        :format(certs, extra_san or ""))
+   M.sh("chmod 755 " .. certs .. " && chmod 644 " .. certs .. "/*")
+   return certs
+end
+
 --- Starts a private nginx in a fresh world-readable prefix (workers run as nobody).
 -- opts.http(prefix) returns what goes inside http { } after the common settings;
 -- opts.lua loads the NDK and ngx_lua modules (absolute paths, in that order);
