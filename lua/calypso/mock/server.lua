@@ -596,6 +596,11 @@ function Server:dispatch_api(c, req)
     return self:fault_send(c, fault.data, fault.after)
   end
   local status, body, content_type, extra = self:api_answer(req, fault)
+  if fault and fault.mode == "unsolicited" then
+    self:add_timer(gettime() + fault.seconds, function()
+      if not c.closed then self:queue_output(c, fault.data) end
+    end)
+  end
   if fault and (DELIVERY_FAULTS[fault.mode] or fault.chunk) then
     return self:deliver_fault(c, fault, status, body, content_type, extra)
   end
@@ -786,6 +791,8 @@ local AFTER = { close = true, reset = true, stall = true, drain = true }
 --   chunked {chunk}         the answer in Transfer-Encoding: chunked, `chunk`-byte chunks (16)
 --   huge {size}             a 200 JSON object of exactly `size` bytes (9 MiB)
 --   wire {data, after}      these exact bytes instead of an answer, then close/reset/stall/drain
+--   unsolicited {data, seconds}  the normal answer, kept alive, then `data` on the same
+--                           connection `seconds` (0.15) later, unasked
 -- Every mode that answers also takes `chunk` to send its body chunked.
 local FAULT_CHECKS = {
   delay = function(f)
@@ -846,6 +853,12 @@ local FAULT_CHECKS = {
       return "wire after must be close, reset, stall or drain"
     end
   end,
+  unsolicited = function(f)
+    f.seconds = f.seconds or 0.15
+    if type(f.data) ~= "string" or not number_in(f.seconds, 0, MAX_DELAY) then
+      return "unsolicited needs a string `data` and seconds between 0 and " .. MAX_DELAY
+    end
+  end,
   error = function(f)
     f.code = f.code or "000"
     if type(f.code) ~= "string" or not f.code:match("^%d%d%d$") then
@@ -865,7 +878,7 @@ local function add_fault(self, args)
   local check = FAULT_CHECKS[args.mode]
   if not check then
     return bad("mode must be one of delay, stall, close, malformed, html503, raw, error, "
-      .. "accept_close, partial, trickle, chunked, huge, wire")
+      .. "accept_close, partial, trickle, chunked, huge, wire, unsolicited")
   end
   args.count = args.count or 1
   if not is_int(args.count, 1, 1000000) then
