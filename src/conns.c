@@ -123,20 +123,20 @@ static void cut(calypso_conns *cs, int i)
     s->cut = 1;
 }
 
-/* After fork(): every socket is the parent's too. They are cut with the
- * inherited dead pair (it carries nothing either side reads), then this
- * process gets a pair of its own; if it cannot, the inherited one serves. */
+/* After fork(): every socket is the parent's too. They are cut with a dead
+ * pair of this process's own, or, if none can be made, with the inherited
+ * one (it carries nothing either side reads, so sharing it is harmless). */
 static int forked(calypso_conns *cs, pid_t pid)
 {
     int i, dead[2];
-    for (i = 0; i < cs->n; i++)
-        cut(cs, i);
     if (make_dead(dead) == 0) {
         close(cs->dead[0]);
         close(cs->dead[1]);
         cs->dead[0] = dead[0];
         cs->dead[1] = dead[1];
     }
+    for (i = 0; i < cs->n; i++)
+        cut(cs, i);
     cs->pid = pid;
     return cs->n;
 }
