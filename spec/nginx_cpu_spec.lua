@@ -1,7 +1,7 @@
--- Hostile review (review2): spec/support/review_corpus.lua through nginx
+-- From a hostile review: spec/support/cpu_corpus.lua through nginx
 -- (calypso.transport.ngx), as spec/hostile_spec.lua does for the hostile corpus.
 -- Run: CALYPSO_NGINX_SPEC=1 LUA_CPATH="build/5.4/?.so;;" CALYPSO_MOCK_LUA=lua5.4 \
---   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/review_nginx_spec.lua
+--   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_cpu_spec.lua
 if os.getenv("CALYPSO_NGINX_SPEC") ~= "1" then
    return
 end
@@ -11,8 +11,8 @@ local socket = require("socket")
 local mock_state = require("calypso.mock.state")
 local nginx = require("support.nginx")
 local corpus = require("support.hostile_corpus")
-local review = require("support.review_corpus")
-local rserver = require("support.review_server")
+local review = require("support.cpu_corpus")
+local rserver = require("support.cpu_server")
 
 local SLOW_MARGIN = 3
 local PING_LIMIT = 1.0 -- seconds a /ping to the same worker may take while a case runs
@@ -44,7 +44,7 @@ teardown(function()
    if server then server:stop() end
 end)
 
-describe("review corpus over cosockets (nginx)", function()
+describe("corpus over cosockets (nginx)", function()
    for _, c in ipairs(review.cases) do
       it(("%s: %s within timeout + %ds, worker responsive"):format(c.name, c.kind, SLOW_MARGIN), function()
          local body = cjson.encode{

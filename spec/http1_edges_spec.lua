@@ -1,6 +1,6 @@
--- Hostile review (review2) of calypso.http1 through a fake socket (plain busted, every
--- runtime): sh scripts/run-specs.sh jit spec/review_http1_spec.lua (and 5.4).
--- Cases that fail here are findings; see the review report.
+-- calypso.http1 at its edges, through a fake socket (plain busted, every
+-- runtime): sh scripts/run-specs.sh jit spec/http1_edges_spec.lua (and 5.4).
+-- From a hostile review: chunk sizes that wrap, bodies on 204/304, folded Connection, splits.
 local http1 = require "calypso.http1"
 local corpus = require "support.hostile_corpus"
 
@@ -44,7 +44,7 @@ local function guarded_read(sock, max, cpu)
    return ok, res, f
 end
 
-describe("review: chunk sizes", function()
+describe("chunk sizes", function()
    -- Lua 5.3/5.4: tonumber("ffffffffffffffec", 16) wraps to -20 (LuaJIT/5.1: 1.8e19). take(r, -20)
    -- moves r.pos 20 bytes BACK, onto the head's final CRLF: line() reads it as the chunk end,
    -- then the same size line again, forever, without a read (so without a deadline check).
@@ -78,7 +78,7 @@ describe("review: chunk sizes", function()
    end)
 end)
 
-describe("review: a connection that must not be reused", function()
+describe("a connection that must not be reused", function()
    -- 204 and 304 have no body (RFC 9110 15.3.5, 15.4.5). A server that sends one anyway (with a
    -- Content-Length or chunked) leaves it on the connection: the reader marks the connection
    -- for closing only when those bytes happen to have arrived in the same read as the head.
@@ -125,7 +125,7 @@ describe("review: a connection that must not be reused", function()
    end)
 end)
 
-describe("review: every split of the corpus gives the same answer", function()
+describe("every split of the corpus gives the same answer", function()
    -- every corpus case without sleeps/fills/trickles, delivered whole, 1 byte a read, 2, 3, random
    -- 1..7, and cut once at each of the first 64 offsets: same status/body/kind (close is
    -- compared only where no bytes follow the answer)

@@ -1,4 +1,4 @@
--- spec/support/hostile_server.lua serving the hostile corpus plus spec/support/review_corpus.lua
+-- spec/support/hostile_server.lua serving the hostile corpus plus spec/support/cpu_corpus.lua
 -- (same child process model, same lifetime rules: heartbeat on the pipe, `lifetime` cap).
 local M = {}
 
@@ -9,7 +9,7 @@ end
 function M.start(opts)
    opts = opts or {}
    local lua = opts.lua or os.getenv("CALYPSO_MOCK_LUA") or "lua5.4"
-   local code = ("package.path=%q package.cpath=%q require('support.review_corpus').install() "
+   local code = ("package.path=%q package.cpath=%q require('support.cpu_corpus').install() "
       .. "require('support.hostile_server').main{ lifetime = %d }")
       :format(package.path, package.cpath, math.floor(opts.lifetime or 600))
    local pipe = assert(io.popen(shell_quote(lua) .. " -e " .. shell_quote(code), "r"))
@@ -17,7 +17,7 @@ function M.start(opts)
    local p4, p6 = first:match("^LISTENING (%d+) (%d+)")
    if not p4 then
       pipe:close()
-      error("review_server: did not start: " .. first, 2)
+      error("cpu_server: did not start: " .. first, 2)
    end
    local handle = { pipe = pipe, port = tonumber(p4), port6 = tonumber(p6) }
    function handle:url(name, ipv6)

@@ -1,8 +1,8 @@
--- Hostile review (review2): TLS trust and keep-alive pools in calypso.transport.ngx.
+-- From a hostile review: TLS trust and keep-alive pools in calypso.transport.ngx.
 -- A private nginx with a TLS server (self-signed certificate, NOT trusted by the client
 -- location: no lua_ssl_trusted_certificate) in front of the bundled mock, on 127.0.0.1.
 -- Run: CALYPSO_NGINX_SPEC=1 LUA_CPATH="build/5.4/?.so;;" CALYPSO_MOCK_LUA=lua5.4 \
---   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/review_nginx_tls_spec.lua
+--   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_pools_spec.lua
 if os.getenv("CALYPSO_NGINX_SPEC") ~= "1" then
    return
 end

@@ -1,7 +1,7 @@
--- Hostile review (review2): an answer's stray bytes reaching the NEXT call through the
+-- From a hostile review: an answer's stray bytes reaching the NEXT call through the
 -- keep-alive pool (calypso.transport.ngx + calypso.http1), in a private nginx on 127.0.0.1.
 -- Run: CALYPSO_NGINX_SPEC=1 LUA_CPATH="build/5.4/?.so;;" CALYPSO_MOCK_LUA=lua5.4 \
---   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/review_nginx_pool_spec.lua
+--   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_stray_bytes_spec.lua
 if os.getenv("CALYPSO_NGINX_SPEC") ~= "1" then
    return
 end
@@ -12,9 +12,9 @@ local nginx = require("support.nginx")
 
 local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- A keep-alive server in a child lua5.4: serves ONE connection, then exits (at most 20 s).
--- Each connection: the first request gets `first` (a list of pieces, 50 ms apart), every
--- later request on it gets a well-formed {"customers":[]}.
+-- A keep-alive server in a child lua5.4: serves two connections, then exits (at most 20 s).
+-- On the first, the first request gets `first` (a list of pieces, 50 ms apart); every other
+-- request, on either connection, gets a well-formed {"customers":[]}.
 local SERVER = [[
 local socket = require("socket")
 local first = load("return " .. os.getenv("RV_FIRST"))()
@@ -32,19 +32,23 @@ local function read_request(c)
    return true
 end
 l:settimeout(0.5)
-while socket.gettime() < stop_at do
+local served = 0
+while socket.gettime() < stop_at and served < 2 do
    local c = l:accept()
    if c then
+      served = served + 1
       c:settimeout(2)
-      if read_request(c) then
-         for _, p in ipairs(first) do c:send(p) socket.sleep(0.05) end
-         for _ = 1, 5 do
-            if not read_request(c) then break end
+      local pieces = served == 1 and first or nil
+      for _ = 1, 5 do
+         if not read_request(c) then break end
+         if pieces then
+            for _, p in ipairs(pieces) do c:send(p) socket.sleep(0.05) end
+            pieces = nil
+         else
             c:send('HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{"customers":[]}')
          end
       end
       c:close()
-      break
    end
 end
 ]]
