@@ -112,3 +112,49 @@ for _, scheme in ipairs({ "http", "https" }) do
       end)
    end
 end
+
+-- A write started on a client:multi (added, not yet on the wire) when the process forks:
+-- both copies of the multi hold it, nothing was inherited to cut, so both processes send it.
+-- The one write the program made is applied twice; the child should fail its inherited
+-- in-flight calls instead (they belong to the process that started them).
+for _, scheme in ipairs({ "http", "https" }) do
+   describe("fork right after multi:start of a write over " .. scheme .. ":", function()
+      it("the write is applied once", function()
+         local server = servers[scheme]
+         local c = client(server)
+         local m = c:multi()
+         local email = ("twice-%s-%d@example.com"):format(scheme, math.random(1, 1e9))
+         local n = assert(m:start("create_customer", { email = email }))
+         local out = os.tmpname()
+         io.stdout:flush()
+         local pid = assert(unistd.fork())
+         if pid == 0 then
+            unistd.alarm(30)
+            local ok, res, msg, err = pcall(function()
+               if not wait(m, n, 10) then return nil, "never finished" end
+               return m:result(n)
+            end)
+            local f = io.open(out, "w")
+            if f then
+               f:write(ok and (res and ("ok " .. tostring(res.id)) or (tostring(msg) .. " sent=" .. tostring(err and err.sent))) or ("error " .. tostring(res)))
+               f:close()
+            end
+            unistd._exit(0)
+         end
+         local done = wait(m, n, 10)
+         local res, msg = nil, "never finished"
+         if done then res, msg = m:result(n) end
+         unistd.waitpid(pid)
+         local f = io.open(out); local theirs = f and f:read("*a") or "no report"; if f then f:close() end
+         os.remove(out)
+         local made = 0
+         for _, cu in ipairs(server:customers().customers) do
+            if cu.email == email then made = made + 1 end
+         end
+         m:close(); c:close()
+         print(("    parent: %s; child: %s; customers made: %d"):format(
+            res and ("ok " .. tostring(res.id)) or tostring(msg), theirs, made))
+         assert.are.equal(1, made)
+      end)
+   end)
+end
