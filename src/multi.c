@@ -8,8 +8,10 @@
  * client:batch(calls) runs a list of calls concurrently and returns their
  * results in order. Lua values are only built in result/collect, never from
  * inside libcurl. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <lauxlib.h>
 #include <mbedtls/platform_util.h>
 #include "compat.h"
@@ -36,6 +38,7 @@ typedef struct slot {
 } slot;
 
 struct calypso_multi {
+    pid_t pid;                      /* the process whose calls are in flight */
     CURLM *handle;
     slot **slots;                   /* pointers: curl keeps &slot->http */
     int count, cap;
@@ -64,7 +67,39 @@ static calypso_multi *multi_new(void)
         free(m);
         m = NULL;
     }
+    if (m != NULL)
+        m->pid = getpid();
     return m;
+}
+
+/* After fork(): the connections are cut (the parent's, conns.h), and calls
+ * still in flight fail in this process without being driven further: a write
+ * already on its way would otherwise be sent by both processes. Their outcome
+ * is the other process's to know, so they count as sent (never resent). */
+static void leave_inherited(calypso_multi *m)
+{
+    int i;
+    pid_t pid = getpid();
+    if (pid == m->pid)
+        return;
+    m->pid = pid;
+    calypso_conns_check(&m->conns, 0);
+    for (i = 0; i < m->count; i++) {
+        slot *s = m->slots[i];
+        if (s->state != SLOT_RUNNING)
+            continue;
+        curl_multi_remove_handle(m->handle, s->http.easy);
+        m->running--;
+        s->state = SLOT_DONE;
+        s->rc = CURLE_SEND_ERROR;   /* kind "network" */
+        calypso_buf_clear(&s->http.body);
+        s->http.status = 0;
+        s->http.sent_bytes = 1;
+        s->http.date[0] = s->http.retry_after[0] = '\0';
+        snprintf(s->http.errbuf, sizeof s->http.errbuf, "%s",
+                 "the call was in flight when this process was forked from the one that "
+                 "started it: its outcome is that process's to know");
+    }
 }
 
 static void slot_reset(calypso_multi *m, slot *s)
@@ -82,6 +117,7 @@ void calypso_multi_free(calypso_multi *m)
     int i;
     if (m == NULL)
         return;
+    leave_inherited(m);   /* before any removal: a goodbye on the parent's connection */
     for (i = 0; i < m->count; i++) {
         slot_reset(m, m->slots[i]);
         calypso_http_free(&m->slots[i]->http);
@@ -151,7 +187,8 @@ static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx,
     calypso_http_setup(&s->http, s->url, c->request.data, c->request.len, sign_hex,
                        ep == NULL || ep->writes, 1);
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
-    calypso_conns_check(&m->conns, m->running == 0);   /* fork; idle: unasked-for bytes */
+    leave_inherited(m);
+    calypso_conns_check(&m->conns, m->running == 0);   /* idle: unasked-for bytes */
     if (curl_multi_add_handle(m->handle, s->http.easy) != CURLM_OK)
         luaL_error(L, "calypso.purse: curl_multi_add_handle failed");
     s->ep = ep;
@@ -168,7 +205,7 @@ static int drive(calypso_multi *m, int timeout_ms)
 {
     int still, finished = 0, left;
     CURLMsg *msg;
-    calypso_conns_check(&m->conns, 0);   /* after fork(): the parent's transfers are not ours */
+    leave_inherited(m);   /* after fork(): the parent's transfers are not ours */
     curl_multi_perform(m->handle, &still);
     for (;;) {
         while ((msg = curl_multi_info_read(m->handle, &left)) != NULL) {
@@ -271,6 +308,7 @@ int calypso_client_batch(lua_State *L)
     if (c->batch == NULL && (c->batch = multi_new()) == NULL)
         return luaL_error(L, "calypso.purse: out of memory");
     m = c->batch;
+    leave_inherited(m);              /* before removing anything (see there) */
     for (i = 0; i < m->count; i++)   /* leftovers of a batch interrupted by an error */
         slot_reset(m, m->slots[i]);
     lua_createtable(L, n, 0);

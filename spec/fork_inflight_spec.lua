@@ -1,4 +1,4 @@
--- Review attacks on the fork-safety change (src/conns.c): paths on which the child touches a
+-- Fork attacks (src/conns.c, src/multi.c): paths on which the child touches a
 -- connection the parent still uses, because libcurl closes it before any calypso_conns_check.
 -- Every child stops itself: alarm(30) and _exit.
 local purse = require "calypso.purse"

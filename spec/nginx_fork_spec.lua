@@ -2,7 +2,7 @@
 -- over HTTP and HTTPS, then used by two workers under concurrent load; then one worker is
 -- killed with SIGKILL and the master forks a new one from its own (never-cut) state, and the
 -- load runs again. Every request must get its own answer. Run with scripts/test-nginx.sh
--- spec/review_nginx_spec.lua's way: CALYPSO_NGINX_SPEC=1, busted under lua5.4, build/jit.
+-- spec/nginx_fork_spec.lua's way: CALYPSO_NGINX_SPEC=1, busted under lua5.4, build/jit.
 if os.getenv("CALYPSO_NGINX_SPEC") ~= "1" then
    return
 end
@@ -62,7 +62,7 @@ local function load(w, ids, tag)
 end
 
 for _, scheme in ipairs({ "http", "https" }) do
-   describe("review: an init_by_lua client over " .. scheme .. ", two workers, one killed and respawned", function()
+   describe("an init_by_lua client over " .. scheme .. ", two workers, one killed and respawned", function()
       local w, ids
       setup(function()
          local o = mock.client_options(servers[scheme])

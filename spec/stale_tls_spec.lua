@@ -7,7 +7,7 @@
 local purse = require "calypso.purse"
 local mock = require "calypso.mock"
 local tls = require "support.tls"
-local split = require "support.review_split_server"
+local split = require "support.split_server"
 local socket = require "socket"
 
 local JUNK_ID = "00000000-0000-4000-8000-00000000dead"

@@ -1,10 +1,10 @@
--- A keep-alive HTTP(S) server for review specs that writes each answer in two sends (two TLS
+-- A keep-alive HTTP(S) server for specs that writes each answer in two sends (two TLS
 -- records over HTTPS): the head, then the body. For a request naming customer ARM_ID it
 -- appends `junk` (a complete second answer nobody asked for) to the body's send, so over TLS
 -- the junk sits in the same record as the body: OpenSSL decrypts it along with the body and
 -- keeps it in its own buffer, where poll() on the socket never sees it.
 --
---   local split = require "support.review_split_server"
+--   local split = require "support.split_server"
 --   local s = split.start{ tls = certs.server, junk = "HTTP/1.1 200 ..." }   -- s.port
 --   s:stop()
 -- Every other request gets {"id": <its customerId>, "email": "own@example.com"}.
@@ -94,7 +94,7 @@ Handle.__index = Handle
 function M.start(opts)
    opts = opts or {}
    local lua = os.getenv("CALYPSO_MOCK_LUA") or "lua5.4"
-   local code = ("package.path=%q package.cpath=%q require('support.review_split_server').main{ cert = %s, key = %s, junk = %q }")
+   local code = ("package.path=%q package.cpath=%q require('support.split_server').main{ cert = %s, key = %s, junk = %q }")
       :format(package.path, package.cpath,
               opts.tls and ("%q"):format(opts.tls.certificate) or "nil",
               opts.tls and ("%q"):format(opts.tls.key) or "nil", opts.junk or "")
@@ -103,7 +103,7 @@ function M.start(opts)
    local port = first:match("^LISTENING (%d+)")
    if not port then
       pipe:close()
-      error("review_split_server: did not start: " .. first, 2)
+      error("split_server: did not start: " .. first, 2)
    end
    return setmetatable({ pipe = pipe, port = tonumber(port), tls = opts.tls ~= nil }, Handle)
 end
