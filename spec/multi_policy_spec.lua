@@ -149,7 +149,8 @@ describe("calypso.new client:batch", function()
       assert.are.equal(6, #results)
       assert.are.same({ value = customers[2] }, results[1])
       local e = results[2].err
-      assert.are.same({ "api", "004", 400, 1, "get_transaction" }, { e.kind, e.code, e.status, e.attempts, e.op })
+      assert.are.same({ "api", "004", 400, 1, "get_transaction" },
+                      { e.kind, e.code, e.status, e.attempts, e.op })
       assert.are.equal(single[2]:gsub("trace %S+%)", "trace T)"), (results[2].message:gsub("trace %S+%)", "trace T)")))
       assert.are.equal("calypso: get_customer: customerId: must be a UUID (8-4-4-4-12 hex digits)", results[3].message)
       assert.are.same({ "invalid", false }, { results[3].err.kind, results[3].err.sent })
@@ -238,6 +239,25 @@ describe("calypso.new client:multi", function()
                         events[1].reason, events[1].final })
       assert.are.same({ 2, true, true }, { events[2].attempt, events[2].ok, events[2].final })
       assert.is_true(math.abs(c:clock_offset() + 900000) <= 2000, tostring(c:clock_offset()))
+      m:close()
+      c:close()
+   end)
+
+   it("reports an attempt launched after its deadline (done at start, unsent), never loses it", function()
+      local c = new_client{ deadline = 0.001, max_retries = 0 }
+      local m = c:multi()
+      local id = assert(m:start("get_customer", UNKNOWN))
+      local n, polls = 0, 0
+      while n == 0 and polls < 20 do
+         n = m:poll(0.1)
+         polls = polls + 1
+      end
+      assert.are.equal(1, n)
+      local res, msg, err = m:result(id)
+      assert.is_nil(res)
+      assert.are.same({ "timeout", false, 1 }, { err.kind, err.sent, err.attempts })
+      assert.are.equal("calypso: get_customer: timeout error: the deadline passed before the request was sent", msg)
+      assert.are.equal(0, m:pending())
       m:close()
       c:close()
    end)
