@@ -179,7 +179,8 @@ describe("calypso.new client:batch", function()
       assert.has_error(function() c:batch{ { "get_customer", {} }, "nope" } end,
                        "calypso.purse: batch entry 2 must be a table { op, payload }")
       assert.has_error(function() c:batch{ { "not a path!", {} } } end,
-                       "calypso.purse: batch entry 1: op is neither a method name nor a path (path may only hold letters, digits and / - _ .)")
+                       "calypso.purse: batch entry 1: op is neither a method name nor a path "
+                       .. "(path may only hold letters, digits and / - _ .)")
       assert.are.equal(before, #server:requests())
       c:close()
    end)
