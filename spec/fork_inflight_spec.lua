@@ -158,3 +158,37 @@ for _, scheme in ipairs({ "http", "https" }) do
       end)
    end)
 end
+
+-- The same with a call still queued (max_in_flight = 1): the child must not launch it either.
+describe("fork with a write queued on a client:multi (max_in_flight = 1)", function()
+   it("each write is applied once", function()
+      local server = servers.http
+      local c = client(server)
+      local m = c:multi{ max_in_flight = 1 }
+      local tag = math.random(1, 1e9)
+      local emails = { ("first-%d@example.com"):format(tag), ("queued-%d@example.com"):format(tag) }
+      local ids = { assert(m:start("create_customer", { email = emails[1] })),
+                    assert(m:start("create_customer", { email = emails[2] })) }
+      io.stdout:flush()
+      local pid = assert(unistd.fork())
+      if pid == 0 then
+         unistd.alarm(30)
+         pcall(function()
+            for _, n in ipairs(ids) do wait(m, n, 10) end
+         end)
+         unistd._exit(0)
+      end
+      for _, n in ipairs(ids) do assert.is_true(wait(m, n, 10)) end
+      local first = m:result(ids[1])
+      local second = m:result(ids[2])
+      unistd.waitpid(pid)
+      local made = { 0, 0 }
+      for _, cu in ipairs(server:customers().customers) do
+         for i = 1, 2 do if cu.email == emails[i] then made[i] = made[i] + 1 end end
+      end
+      m:close(); c:close()
+      assert.are.same({ 1, 1 }, made)
+      assert.are.equal(emails[1], first.email)
+      assert.are.equal(emails[2], second.email)
+   end)
+end)
