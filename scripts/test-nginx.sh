@@ -27,7 +27,7 @@ root=$(pwd)
 rockdir=$(mktemp -d)
 log=$(mktemp)
 trap 'rm -rf "$rockdir" "$log"' EXIT
-cp -r src lua bin Makefile calypso-purse-scm-1.rockspec README.md LICENSE "$rockdir/"
+cp -r src lua bin library Makefile calypso-purse-scm-1.rockspec README.md LICENSE "$rockdir/"
 rm -rf build/rocks-jit
 rock_ok=1
 (cd "$rockdir" && luarocks --lua-version 5.1 --tree "$root/build/rocks-jit" make --deps-mode=none \

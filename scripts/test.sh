@@ -44,7 +44,7 @@ for v in 5.4 5.1 5.2 5.3 jit; do
   count "$log"
 done
 
-for stage in test-nginx sanitize valgrind fuzz-smoke; do
+for stage in test-nginx sanitize valgrind fuzz-smoke check-docs; do
   [ -f "scripts/$stage.sh" ] && run_stage "$stage" sh "scripts/$stage.sh"
 done
 
