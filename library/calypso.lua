@@ -98,7 +98,7 @@ calypso.operations = {}
 calypso._VERSION = ""
 
 --- A Lua layer client: the core's methods with retries, hooks and transports. Core methods it
---- does not wrap (prepare, prepare_http, finish, failure, sign, multi, deadline, last_status)
+--- does not wrap (prepare, prepare_http, finish, failure, sign, deadline, last_status)
 --- are reachable unchanged.
 ---@class calypso.Client: calypso.purse.Client
 ---@field core calypso.purse.Client the wrapped core client
@@ -203,6 +203,12 @@ function Client:ensure_customer(fields) end
 ---@param max_in_flight integer?
 ---@return calypso.BatchResult[]
 function Client:batch(calls, max_in_flight) end
+
+--- A multi whose calls get the policy of a single call (retries, deadline, skew healing,
+--- on_event per attempt); start takes the positional forms: m:start("get_customer", id).
+---@param opts { max_in_flight: integer? }?
+---@return calypso.purse.Multi
+function Client:multi(opts) end
 
 ---@param ms number?
 ---@return integer ms

@@ -301,9 +301,10 @@ function Client:call(path, payload) end
 ---@return calypso.BatchResult[]
 function Client:batch(calls, max_in_flight) end
 
---- A non-blocking step API over curl multi.
+--- A multi: at most max_in_flight calls (1-1024, default 16) on the wire, the rest queued.
+---@param opts { max_in_flight: integer? }?
 ---@return calypso.purse.Multi
-function Client:multi() end
+function Client:multi(opts) end
 
 --- Validates, builds and signs the envelope for a transport of your own.
 ---@param op calypso.Operation|string a method name or a path
@@ -377,7 +378,7 @@ function Client:close() end
 ---@class calypso.purse.Multi
 local Multi = {}
 
---- Starts a call; returns its id, or nil, message, err for an invalid payload.
+--- Starts (or queues) a call; returns its id, or nil, message, err for an invalid payload.
 ---@param op calypso.Operation|string
 ---@param payload table?
 ---@return integer? id
@@ -385,7 +386,8 @@ local Multi = {}
 ---@return calypso.Error? err
 function Multi:start(op, payload) end
 
---- Moves every call forward; waits at most seconds (0). Returns how many finished.
+--- Moves every call forward; waits until a call finishes, nothing runs, or seconds (0) pass.
+--- Returns how many finished during this poll.
 ---@param seconds number?
 ---@return integer
 function Multi:poll(seconds) end
@@ -402,11 +404,16 @@ function Multi:done(id) end
 ---@return calypso.Error? err
 function Multi:result(id) end
 
---- Calls still running.
+--- Calls not finished yet (on the wire or queued).
 ---@return integer
 function Multi:pending() end
 
---- Aborts running calls and frees everything. Idempotent.
+--- Each finished call once, oldest first: id, then what the method would have returned, and
+--- the HTTP status (0 when none). Results are freed as they are taken.
+---@return fun(): integer?, any, string?, calypso.Error?, integer
+function Multi:finished() end
+
+--- Aborts running and queued calls and frees everything. Idempotent.
 function Multi:close() end
 
 return purse
