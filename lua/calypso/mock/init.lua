@@ -10,10 +10,10 @@
 -- The server runs as a child process (see calypso.mock.server) started with io.popen and the
 -- same Lua interpreter. Its key, secret and other strings reach it as one line on its stdin,
 -- through a named pipe in a private directory removed once the child is up: never on its
--- command line or in its environment, which other local users can read. The child writes a heartbeat byte into the pipe every second; when this
--- process exits the pipe closes, the write fails and the child exits too, so a test run that
--- crashes never leaves a mock behind. The handle's methods talk to the unsigned /_mock/ control
--- endpoints with luasocket.
+-- command line or in its environment, which other local users can read. The child writes a
+-- heartbeat byte into the pipe every second; when this process exits the pipe closes, the write
+-- fails and the child exits too, so a test run that crashes never leaves a mock behind. The
+-- handle's methods talk to the unsigned /_mock/ control endpoints with luasocket.
 
 local http = require("socket.http")
 local ltn12 = require("ltn12")
@@ -112,7 +112,8 @@ end
 local function settings_pipe(line)
    -- mktemp's exit status is not relied on, only the directory it made: under a preloaded
    -- leak checker (the sanitizer stage) a clean mktemp still exits 1
-   local p = assert(io.popen("umask 077; d=$(mktemp -d); [ -d \"$d\" ] && mkfifo \"$d/settings\" && printf '%s\\n' \"$d\""))
+   local p = assert(io.popen("umask 077; d=$(mktemp -d); "
+      .. "[ -d \"$d\" ] && mkfifo \"$d/settings\" && printf '%s\\n' \"$d\""))
    local dir = p:read("*l")
    p:close()
    if not dir or dir == "" then

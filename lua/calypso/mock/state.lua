@@ -3,8 +3,9 @@
 -- Pure logic, no sockets: M.handle(st, path, headers, raw_body, now_ms) answers one API call
 -- with an HTTP status and a JSON body string, so it can be tested directly. The control
 -- operations (M.deposit, M.update_transaction) return Lua tables for the server to encode.
--- Behaviour follows REFERENCE.md, including its "Open questions" recommendations for what the
--- docs leave unsaid (0-based pages, page size cap, update keeps omitted fields, ...).
+-- Behaviour follows docs/calypso-api.md, including the choices its "Open points" section makes
+-- for what the Calypso docs leave unsaid (0-based pages, page size cap, update keeps omitted
+-- fields, ...).
 
 local json = require("calypso.mock.json")
 

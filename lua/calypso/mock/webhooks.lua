@@ -1,4 +1,4 @@
--- calypso.mock.webhooks: signed webhook delivery for the mock (REFERENCE.md §5).
+-- calypso.mock.webhooks: signed webhook delivery for the mock (docs/calypso-api.md, "Webhooks").
 --
 -- A test subscribes a URL (POST /_mock/webhooks {url, key, secret}); from then on every
 -- deposit and every change of a transaction's state or translationToAccountCompleted flag is
@@ -56,7 +56,8 @@ local function uuid()
       random(8, 11), random(0, 0xfff), random(0, 0xffff), random(0, 0xffff), random(0, 0xffff))
 end
 
--- Webhook dates have no zone and a variable fraction: 2025-10-30T14:08:39.96068 (§7).
+-- Webhook dates have no zone and a variable fraction: 2025-10-30T14:08:39.96068
+-- (docs/calypso-api.md, "Webhooks").
 local function webhook_date(micros)
    local secs = floor(micros / 1000000)
    local frac = format("%06d", micros - secs * 1000000):gsub("0+$", "")
