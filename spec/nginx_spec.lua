@@ -603,3 +603,60 @@ describe("the rock built for OpenResty's LuaJIT", function()
       assert(ok, err)
    end)
 end)
+
+-- A client made and used in init_by_lua (nginx's master, before it forks its workers: the
+-- blocking libcurl path), then used by two workers at once. Each worker inherits the
+-- master's kept-alive connection; without the pid check both would write on it and read
+-- each other's answers (or wait for one that went to the other process).
+describe("a client used in init_by_lua, then by two workers", function()
+   local w, ids
+   local CALLS = 40
+
+   setup(function()
+      local o = mock.client_options(server)
+      local warm = assert(require("calypso.purse").new(o):create_customer{ externalId = "init-by-lua" })
+      ids = {}
+      for i = 1, CALLS do
+         ids[i] = assert(require("calypso.purse").new(o):create_customer{ externalId = "fork-" .. i }).id
+      end
+      w = nginx.start{
+         workers = 2,
+         http = ([[
+  init_by_lua_block {
+    local purse = require "calypso.purse"
+    local c = purse.new(require("cjson").decode(%q))
+    assert(c:get_customer{ customerId = %q })   -- a kept-alive connection, then the fork
+    package.loaded["forked_client"] = c
+  }]]):format(cjson.encode(o), warm.id),
+         server = [[
+    location /own {
+      content_by_lua_block {
+        local c = package.loaded["forked_client"]
+        local id = ngx.var.arg_id
+        local res, msg = c:get_customer{ customerId = id }
+        ngx.say(res and (res.id == id and "own" or "other") or ("failed: " .. tostring(msg)),
+                " ", ngx.worker.pid())
+      }
+    }]],
+      }
+   end)
+   teardown(function() if w then w:stop() end end)
+
+   it("gives every request its own answer in both workers", function()
+      local reqs = {}
+      for i = 1, CALLS do reqs[i] = { "GET", "/own?id=" .. ids[i] } end
+      local res = w:parallel(reqs, 60)
+      local own, pids = 0, {}
+      for i = 1, CALLS do
+         local verdict, pid = tostring(res[i].body):match("^(%S+) (%d+)")
+         assert.are.equal("own", verdict, ("call %d: %s\n%s"):format(i, tostring(res[i].body), w:error_log() or ""))
+         own = own + 1
+         pids[pid] = true
+      end
+      assert.are.equal(CALLS, own)
+      local workers = 0
+      for _ in pairs(pids) do workers = workers + 1 end
+      io.stderr:write(("[nginx] init_by_lua client: %d calls, all their own, served by %d worker(s)\n")
+         :format(CALLS, workers))
+   end)
+end)

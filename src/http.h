@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <curl/curl.h>
 #include "buf.h"
+#include "conns.h"
 #include "sign.h"
 
 /* CURLOPT_CURLU (a pre-parsed URL handle) exists since libcurl 7.63. */
@@ -46,14 +47,24 @@ typedef struct calypso_http {
 #if CALYPSO_URL_HANDLE
     CURLU *uh;                  /* that URL, parsed once (CURLOPT_CURLU) */
 #endif
+    calypso_conns conns;        /* the sockets in this handle's own connection cache */
 } calypso_http;
 
 /* Sets up the handle; returns NULL or a static reason. Safe to free after failure. */
 const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o);
+/* Tracks the handle's sockets in cs instead of its own list: for an easy
+ * handle driven by a multi handle, whose cache holds the connections. cs must
+ * outlive the multi handle. Returns 0 or -1. */
+int calypso_http_track(calypso_http *h, calypso_conns *cs);
+/* curl_multi_cleanup for a multi handle whose sockets cs tracks, without a
+ * byte written to a connection inherited across fork(); then frees cs. */
+void calypso_http_multi_cleanup(CURLM *multi, calypso_conns *cs);
 /* POSTs body to url with the given signature; fills status, body and headers.
  * once: send on a fresh connection. libcurl silently resends a request whose
  * reused keep-alive connection turns out dead; for a write that could apply
- * it twice, so writes never ride on a reused connection. */
+ * it twice, so writes never ride on a reused connection. Connections
+ * inherited across fork(), and kept-alive ones with unasked-for bytes waiting,
+ * are cut off first (conns.h). */
 CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
                            const char sign_hex[CALYPSO_SIGN_HEX], int once);
 /* The two halves of calypso_http_post, for transfers driven by a multi

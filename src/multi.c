@@ -41,6 +41,7 @@ struct calypso_multi {
     int count, cap;
     int running;
     lua_Integer next_id;
+    calypso_conns conns;            /* the sockets of the handle's connection cache */
 };
 
 typedef struct multi_ud {
@@ -88,7 +89,7 @@ void calypso_multi_free(calypso_multi *m)
         free(m->slots[i]);
     }
     free(m->slots);
-    curl_multi_cleanup(m->handle);
+    calypso_http_multi_cleanup(m->handle, &m->conns);
     free(m);
 }
 
@@ -115,7 +116,8 @@ static slot *take_slot(calypso_multi *m, calypso_client *c)
     if (s == NULL)
         return NULL;
     s->url = malloc(c->base_len + sizeof CALYPSO_API_PREFIX + CALYPSO_MAX_PATH + 1);
-    if (s->url == NULL || calypso_http_init(&s->http, &c->http_opts) != NULL) {
+    if (s->url == NULL || calypso_http_init(&s->http, &c->http_opts) != NULL ||
+        calypso_http_track(&s->http, &m->conns) != 0) {
         calypso_http_free(&s->http);
         free(s->url);
         free(s);
@@ -149,6 +151,7 @@ static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx,
     calypso_http_setup(&s->http, s->url, c->request.data, c->request.len, sign_hex,
                        ep == NULL || ep->writes, 1);
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
+    calypso_conns_check(&m->conns, m->running == 0);   /* fork; idle: unasked-for bytes */
     if (curl_multi_add_handle(m->handle, s->http.easy) != CURLM_OK)
         luaL_error(L, "calypso.purse: curl_multi_add_handle failed");
     s->ep = ep;
@@ -165,6 +168,7 @@ static int drive(calypso_multi *m, int timeout_ms)
 {
     int still, finished = 0, left;
     CURLMsg *msg;
+    calypso_conns_check(&m->conns, 0);   /* after fork(): the parent's transfers are not ours */
     curl_multi_perform(m->handle, &still);
     for (;;) {
         while ((msg = curl_multi_info_read(m->handle, &left)) != NULL) {

@@ -110,7 +110,7 @@ local function config(h, o)
    return table.concat({
       "daemon off;",
       "master_process on;",
-      "worker_processes 1;",
+      "worker_processes " .. (o.workers or 1) .. ";",
       "pid " .. p .. "/nginx.pid;",
       "error_log " .. p .. "/error.log " .. (o.log_level or "warn") .. ";",
       "load_module " .. M.MODULES .. "/ndk_http_module.so;",
@@ -136,7 +136,8 @@ local function config(h, o)
    }, "\n")
 end
 
---- Starts nginx. opts: http (text inside http {}), server (text inside the main server {}),
+--- Starts nginx. opts: workers (worker processes, 1), http (text inside http {}), server (text
+-- inside the main server {}),
 -- servers (more server blocks inside http {}), port, log_level, lifetime (seconds, 600),
 -- prefix (an existing world-readable directory to use), lua_path / lua_cpath (where
 -- calypso comes from instead of the repo's lua/ and build/jit/; ";;" is appended). Returns a handle: .url, .port,

@@ -229,6 +229,8 @@ local AFTER = { close = true, reset = true, stall = true, drain = true }
 --   wire {data, after}      these exact bytes instead of an answer, then close/reset/stall/drain
 --   refuse {seconds}        answer normally, then refuse new connections for `seconds` (the
 --                           listening socket is closed and reopened on the same port)
+--   unsolicited {data, seconds}  the normal answer, kept alive, then `data` on the same
+--                           connection `seconds` (0.15) later, unasked
 -- Every mode that answers also takes `chunk` to send its body chunked.
 local FAULT_CHECKS = {
    delay = function(f)
@@ -294,6 +296,12 @@ local FAULT_CHECKS = {
          return "wire after must be close, reset, stall or drain"
       end
    end,
+   unsolicited = function(f)
+      f.seconds = f.seconds or 0.15
+      if type(f.data) ~= "string" or not number_in(f.seconds, 0, MAX_DELAY) then
+         return "unsolicited needs a string `data` and seconds between 0 and " .. MAX_DELAY
+      end
+   end,
    error = function(f)
       f.code = f.code or "000"
       if type(f.code) ~= "string" or not f.code:match("^%d%d%d$") then
@@ -313,7 +321,7 @@ local function add_fault(self, args)
    local check = FAULT_CHECKS[args.mode]
    if not check then
       return bad("mode must be one of delay, stall, close, malformed, html503, raw, error, "
-         .. "accept_close, partial, trickle, chunked, huge, wire, refuse")
+         .. "accept_close, partial, trickle, chunked, huge, wire, refuse, unsolicited")
    end
    args.count = args.count or 1
    if not is_int(args.count, 1, 1000000) then

@@ -154,6 +154,10 @@ function Server:dispatch_api(c, req)
    if fault and fault.mode == "refuse" then
       -- before the answer goes out: a client that connects again after reading it is refused
       self:refuse_connections(fault.seconds)
+   elseif fault and fault.mode == "unsolicited" then
+      self:add_timer(gettime() + fault.seconds, function()
+         if not c.closed then self:queue_output(c, fault.data) end
+      end)
    end
    if fault and (DELIVERY_FAULTS[fault.mode] or fault.chunk) then
       return self:deliver_fault(c, fault, status, body, content_type, extra)

@@ -1,0 +1,195 @@
+/* conns.c: tracking and cutting off the sockets of one connection cache (see conns.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "conns.h"
+
+#define POLL_BATCH 32
+
+/* Makes the dead pair: [0] reads EOF at once (its peer shut its sending side)
+ * and never blocks; what is written to it waits in [1] until drained. */
+static int make_dead(int dead[2])
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return -1;
+    if (shutdown(sv[1], SHUT_WR) != 0 ||
+        fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK) != 0 ||
+        fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK) != 0 ||
+        fcntl(sv[0], F_SETFD, FD_CLOEXEC) != 0 || fcntl(sv[1], F_SETFD, FD_CLOEXEC) != 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    dead[0] = sv[0];
+    dead[1] = sv[1];
+    return 0;
+}
+
+/* Throws away what cut-off connections wrote (a close_notify each, say). */
+static void drain_dead(calypso_conns *cs)
+{
+    char buf[512];
+    int i;
+    for (i = 0; i < 64 && recv(cs->dead[1], buf, sizeof buf, 0) > 0; i++)
+        ;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: opens the socket as libcurl would, and tracks it.
+ * Room in the list and the dead pair come first: a socket that could not be
+ * cut off later is never handed to libcurl. */
+static curl_socket_t on_open(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    calypso_conns *cs = ud;
+    calypso_sock *s;
+    struct stat st;
+    curl_socket_t fd;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKET_BAD;
+    if (cs->n == cs->cap) {
+        int ncap = cs->cap ? 2 * cs->cap : 4;
+        calypso_sock *ns = realloc(cs->socks, (size_t)ncap * sizeof *ns);
+        if (ns == NULL)
+            return CURL_SOCKET_BAD;
+        cs->socks = ns;
+        cs->cap = ncap;
+    }
+    if (!cs->have_dead) {
+        if (make_dead(cs->dead) != 0)
+            return CURL_SOCKET_BAD;
+        cs->have_dead = 1;
+    }
+    fd = socket(a->family, a->socktype, a->protocol);
+    if (fd == CURL_SOCKET_BAD)
+        return fd;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    if (cs->n == 0)
+        cs->pid = getpid();
+    s = &cs->socks[cs->n++];
+    s->fd = fd;
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
+    s->cut = 0;
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: forgets the socket and closes it (or, once cut
+ * off, our copy of the dead descriptor in its place). */
+static int on_close(void *ud, curl_socket_t fd)
+{
+    calypso_conns *cs = ud;
+    int i;
+    for (i = 0; i < cs->n; i++) {
+        if (cs->socks[i].fd == fd) {
+            cs->socks[i] = cs->socks[--cs->n];
+            break;
+        }
+    }
+    return close(fd);
+}
+
+int calypso_conns_attach(CURL *easy, calypso_conns *cs)
+{
+    if (curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, cs) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, cs) != CURLE_OK)
+        return -1;
+    return 0;
+}
+
+/* Puts the dead descriptor in the place of socket i. The fd number stays
+ * libcurl's (it closes it through on_close); the socket behind it is no longer
+ * reachable from this process. Nothing is written to or read from it. */
+static void cut(calypso_conns *cs, int i)
+{
+    calypso_sock *s = &cs->socks[i];
+    struct stat st;
+    if (s->cut)
+        return;
+    if (fstat(s->fd, &st) != 0 || st.st_dev != s->dev || st.st_ino != s->ino) {
+        s->cut = 1;   /* not the socket we opened any more: none of our business */
+        return;
+    }
+    while (dup2(cs->dead[0], s->fd) < 0 && errno == EINTR)
+        ;
+    s->cut = 1;
+}
+
+/* After fork(): every socket is the parent's too. They are cut with a dead
+ * pair of this process's own, or, if none can be made, with the inherited
+ * one (it carries nothing either side reads, so sharing it is harmless). */
+static int forked(calypso_conns *cs, pid_t pid)
+{
+    int i, dead[2];
+    if (make_dead(dead) == 0) {
+        close(cs->dead[0]);
+        close(cs->dead[1]);
+        cs->dead[0] = dead[0];
+        cs->dead[1] = dead[1];
+    }
+    for (i = 0; i < cs->n; i++)
+        cut(cs, i);
+    cs->pid = pid;
+    return cs->n;
+}
+
+int calypso_conns_check(calypso_conns *cs, int idle)
+{
+    struct pollfd pf[POLL_BATCH];
+    int at[POLL_BATCH];
+    int i, k, cuts = 0;
+    pid_t pid;
+    if (cs->n == 0)
+        return 0;
+    pid = getpid();
+    if (pid != cs->pid)
+        return forked(cs, pid);
+    if (!idle)
+        return 0;
+    /* A connection at rest has nothing to say: a readable one holds bytes
+     * nobody asked for (a second answer, a TLS alert) or its end (EOF). */
+    for (i = 0; i < cs->n;) {
+        int m = 0;
+        for (; i < cs->n && m < POLL_BATCH; i++) {
+            if (cs->socks[i].cut)
+                continue;
+            pf[m].fd = cs->socks[i].fd;
+            pf[m].events = POLLIN | POLLPRI;
+            pf[m].revents = 0;
+            at[m++] = i;
+        }
+        if (m == 0 || poll(pf, (nfds_t)m, 0) <= 0)
+            continue;
+        for (k = 0; k < m; k++) {
+            if (pf[k].revents != 0) {
+                cut(cs, at[k]);
+                cuts++;
+            }
+        }
+    }
+    if (cuts > 0)
+        drain_dead(cs);
+    return cuts;
+}
+
+void calypso_conns_free(calypso_conns *cs)
+{
+    /* sockets still listed belong to handles that are gone or never closed
+     * them: libcurl's to close, not ours */
+    free(cs->socks);
+    cs->socks = NULL;
+    cs->n = cs->cap = 0;
+    if (cs->have_dead) {
+        close(cs->dead[0]);
+        close(cs->dead[1]);
+        cs->have_dead = 0;
+    }
+}

@@ -1,0 +1,44 @@
+/* conns.h: the sockets libcurl opens for one connection cache (a client's easy
+ * handle, or a multi handle), tracked through CURLOPT_OPENSOCKETFUNCTION and
+ * CURLOPT_CLOSESOCKETFUNCTION so that a connection nobody may use any more is
+ * cut off without a byte written to it or read from it:
+ *   - after fork(), every inherited socket (it still carries the parent's calls);
+ *   - before reuse, an idle socket with bytes or EOF waiting (nobody asked for them).
+ * Cutting dup2()s a dead descriptor over the socket: it reads EOF and swallows
+ * writes, so libcurl's own liveness check drops the connection at its next
+ * look, and whatever libcurl or OpenSSL write on the way (a TLS close_notify)
+ * goes nowhere. The tracker must outlive every handle that can close its
+ * sockets (the easy handle, or the multi handle whose cache holds them). */
+#ifndef CALYPSO_CONNS_H
+#define CALYPSO_CONNS_H
+
+#include <sys/types.h>
+#include <curl/curl.h>
+
+typedef struct calypso_sock {
+    curl_socket_t fd;
+    dev_t dev;                  /* what fd was when opened: an fd number that no */
+    ino_t ino;                  /* longer names that socket is never touched */
+    int cut;                    /* 1: the dead descriptor is in its place */
+} calypso_sock;
+
+/* All zero is an empty tracker. */
+typedef struct calypso_conns {
+    calypso_sock *socks;
+    int n, cap;
+    pid_t pid;                  /* the process the sockets belong to */
+    int dead[2];                /* valid when have_dead: [0] reads EOF, [1] takes its writes */
+    int have_dead;
+} calypso_conns;
+
+/* Makes easy's connections tracked in cs; returns 0 or -1. */
+int calypso_conns_attach(CURL *easy, calypso_conns *cs);
+/* Call before a transfer (and before cleaning up the handle that holds the
+ * cache): in a process other than the one that opened them, cuts every
+ * socket; otherwise, when idle (no transfer is using any of them), cuts each
+ * one with bytes or EOF waiting. Returns how many it cut. */
+int calypso_conns_check(calypso_conns *cs, int idle);
+/* Frees the tracker; call after the handles that can close its sockets are gone. */
+void calypso_conns_free(calypso_conns *cs);
+
+#endif
