@@ -550,6 +550,57 @@ describe("through require('calypso').new", function()
       assert.is_true(a.elapsed.batch < N * D / 2, tostring(a.elapsed.batch))
    end)
 
+   -- issue 15: batch and multi give each call the single-call policy on light threads too
+   local function creates()
+      local n = 0
+      for _, r in ipairs(server:requests()) do
+         if r.path:find("customer/create", 1, true) then n = n + 1 end
+      end
+      return n
+   end
+
+   -- (a 503 page: a read whose kept-alive connection is dropped is resent by the transport
+   -- itself, before the layer sees a failure)
+   it("retries the reads of a batch and of a multi answered with 503 pages", function()
+      if not layer_ready() then return end
+      local ids = {}
+      for i = 1, 3 do
+         local a = call("create_customer", { externalId = "ngx-drop-" .. i }, "calypso")
+         ids[i] = assert(a.calypso.res, cjson.encode(a)).id
+      end
+      for _, via in ipairs{ "batch", "multi" } do
+         server:fault{ mode = "html503", count = 3 }
+         local calls = {}
+         for i = 1, 3 do calls[i] = { "get_customer", ids[i] } end   -- positional
+         local a = run("/call", { client = client_opts{ backoff_base = 0.001 }, op = "get_customer",
+                                 via = via, calls = calls, events = true })
+         for i = 1, 3 do
+            assert.are.equal(ids[i], a[via][i].value and a[via][i].value.id, cjson.encode(a[via][i]))
+         end
+         local retried, ok = 0, 0
+         for _, ev in ipairs(a.events) do
+            assert.are.equal("ngx", ev.transport)
+            if ev.retry == "retry" then retried = retried + 1 end
+            if ev.ok then ok = ok + 1 end
+         end
+         assert.are.same({ 3, 3 }, { retried, ok }, cjson.encode(a.events))
+      end
+   end)
+
+   it("never resends a write of a batch or a multi that may have reached the server", function()
+      if not layer_ready() then return end
+      for _, via in ipairs{ "batch", "multi" } do
+         local before = creates()
+         server:fault{ mode = "close" }
+         local a = run("/call", { client = client_opts{ backoff_base = 0.001 }, op = "create_customer",
+                                 via = via, calls = { { "create_customer", { externalId = "ngx-w-" .. via } } } })
+         local r = a[via][1]
+         assert.is_nil(r.value)
+         assert.are.same({ "network", true, 1 }, { r.err.kind, r.err.sent, r.err.attempts })
+         assert.are.equal(before + 1, creates())
+      end
+   end)
+
    it("refuses in a phase without cosockets unless blocking_fallback is on", function()
       if not layer_ready() then return end
       local function in_set(extra)

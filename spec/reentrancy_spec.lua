@@ -18,6 +18,12 @@ before_each(function() server:reset() end)
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- The child's sanitizer options with leak detection off (see the two scenarios that use it).
+local function no_leak_check()
+   local asan = os.getenv("ASAN_OPTIONS")
+   return asan and { ASAN_OPTIONS = asan .. ":detect_leaks=0" } or nil
+end
+
 -- Runs one scenario in a child; returns its "key=value" lines as a table and the raw output.
 local function run(name, env)
    local vars = { R_URL = server.url, R_KEY = server.key, R_SECRET = server.secret,
@@ -70,7 +76,10 @@ describe("close from a finalizer during a call", function()
    end)
 
    it("in client:batch: every call gets its own answer, then the client is closed", function()
-      local r, text = run("close_in_batch")
+      -- under the sanitizer on 5.1 (clang 14, glibc 2.36), LeakSanitizer's own tracer crashes
+      -- reading a dlclose'd library's thread-local block at this child's exit ("Tracer caught
+      -- signal 11"); the same child is clean under valgrind memcheck
+      local r, text = run("close_in_batch", no_leak_check())
       assert.are.equal("6 results: api,api,api,api,api,api", r.batch, text)
       assert.are.equal("true", r.closed_after, text)
       all_requests_well_formed()
@@ -117,7 +126,10 @@ describe("an error raised by a finalizer inside the core's JSON decoding", funct
       server:fault{ mode = "raw", status = 400, count = 100000,
                     body = '{"errorCode":"004","message":"not found","pad":{' ..
                            ('"k":"v",'):rep(400) .. '"end":1}}' }
-      local r, text = run("gc_error_in_decode")
+      -- lua-cjson leaks its scratch buffer (strbuf_new, the size of the body) when an error
+      -- unwinds through its decoder, as this finalizer's does on 5.1-5.3 and LuaJIT: not ours,
+      -- so the sanitizer's leak check is off for this child
+      local r, text = run("gc_error_in_decode", no_leak_check())
       if VERSION == "5.4" then
          -- 5.4 turns errors in __gc into warnings: the call is not disturbed
          assert.are.equal("failed api", r.call, text)

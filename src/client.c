@@ -703,6 +703,21 @@ int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoi
     return 0;
 }
 
+/* Re-stamps an envelope that calypso_client_prepare built for this client
+ * (a call that waited in a multi's queue) with the current time, then signs
+ * it. A timestamp of another length (never before the year 2286) is left as
+ * it was; the body is signed either way. Returns 0, or -1 when signing failed. */
+int calypso_client_restamp(calypso_client *c, char *body, size_t len, char sign_hex[CALYPSO_SIGN_HEX])
+{
+    char ts[24];
+    size_t off = 24 + c->account_json_len, n = 0, tslen = calypso_format_int(ts, now_ms() + c->clock_offset_ms);
+    while (off + n < len && body[off + n] != ',')
+        n++;
+    if (n == tslen && off + n < len)
+        memcpy(body + off, ts, tslen);
+    return calypso_signer_sign(&c->signer, (const unsigned char *)body, len, sign_hex);
+}
+
 /* prepare, perform over libcurl, finish. */
 static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
                    const char *path, size_t pathlen, int pidx)

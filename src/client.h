@@ -82,6 +82,9 @@ const calypso_endpoint *calypso_find_endpoint(lua_State *L, int idx);
  * it: returns 0, or pushes nil, message, err and returns 3. */
 int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
                            const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX]);
+/* Gives an envelope built by calypso_client_prepare a fresh timestamp and
+ * signs it into sign_hex; returns 0 or -1. */
+int calypso_client_restamp(calypso_client *c, char *body, size_t len, char sign_hex[CALYPSO_SIGN_HEX]);
 /* Writes the full URL for the operation into c->url (reset with c->url[c->base_len] = 0). */
 const char *calypso_client_url(calypso_client *c, const calypso_endpoint *ep, const char *path, size_t pathlen);
 /* Fills r from a finished libcurl transfer. */

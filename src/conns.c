@@ -1,8 +1,10 @@
 /* conns.c: tracking and cutting off the sockets of one connection cache (see conns.h). */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,6 +79,7 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose, struct curl_sockadd
     s->dev = st.st_dev;
     s->ino = st.st_ino;
     s->cut = 0;
+    s->tls = NULL;
     return fd;
 }
 
@@ -95,8 +98,34 @@ static int on_close(void *ud, curl_socket_t fd)
     return close(fd);
 }
 
+/* OpenSSL's pending check, from the libssl libcurl already loaded (nothing is
+ * loaded here, and a libcurl built on another TLS library gives NULL). */
+static calypso_tls_pending find_tls_pending(void)
+{
+    static const char *const libs[] = { "libssl.so.3", "libssl.so.1.1", NULL };
+    const char *const *l;
+    for (l = libs; *l != NULL; l++) {
+        void *lib = dlopen(*l, RTLD_LAZY | RTLD_NOLOAD);
+        void *fn;
+        if (lib == NULL)
+            continue;
+        fn = dlsym(lib, "SSL_has_pending");
+        if (fn == NULL)
+            fn = dlsym(lib, "SSL_pending");
+        dlclose(lib);   /* only our reference: libcurl keeps it loaded */
+        if (fn != NULL) {
+            calypso_tls_pending f;
+            memcpy(&f, &fn, sizeof f);   /* object to function pointer, without the cast C99 forbids */
+            return f;
+        }
+    }
+    return NULL;
+}
+
 int calypso_conns_attach(CURL *easy, calypso_conns *cs)
 {
+    if (cs->tls_pending == NULL)
+        cs->tls_pending = find_tls_pending();
     if (curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, cs) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close) != CURLE_OK ||
@@ -141,6 +170,16 @@ static int forked(calypso_conns *cs, pid_t pid)
     return cs->n;
 }
 
+void calypso_conns_note_tls(calypso_conns *cs, curl_socket_t fd, const void *ssl)
+{
+    int i;
+    for (i = 0; i < cs->n; i++)
+        if (cs->socks[i].fd == fd) {
+            cs->socks[i].tls = ssl;
+            return;
+        }
+}
+
 int calypso_conns_check(calypso_conns *cs, int idle)
 {
     struct pollfd pf[POLL_BATCH];
@@ -161,6 +200,12 @@ int calypso_conns_check(calypso_conns *cs, int idle)
         for (; i < cs->n && m < POLL_BATCH; i++) {
             if (cs->socks[i].cut)
                 continue;
+            if (cs->socks[i].tls != NULL && cs->tls_pending != NULL &&
+                cs->tls_pending(cs->socks[i].tls) > 0) {
+                cut(cs, i);   /* decrypted already: in OpenSSL, not in the kernel */
+                cuts++;
+                continue;
+            }
             pf[m].fd = cs->socks[i].fd;
             pf[m].events = POLLIN | POLLPRI;
             pf[m].revents = 0;

@@ -20,7 +20,12 @@ typedef struct calypso_sock {
     dev_t dev;                  /* what fd was when opened: an fd number that no */
     ino_t ino;                  /* longer names that socket is never touched */
     int cut;                    /* 1: the dead descriptor is in its place */
+    const void *tls;            /* its OpenSSL SSL*, once a transfer noted it (or NULL) */
 } calypso_sock;
+
+/* OpenSSL's SSL_has_pending (or SSL_pending): whether decrypted bytes wait in
+ * the library's own buffer, where poll() cannot see them. */
+typedef int (*calypso_tls_pending)(const void *ssl);
 
 /* All zero is an empty tracker. */
 typedef struct calypso_conns {
@@ -29,6 +34,7 @@ typedef struct calypso_conns {
     pid_t pid;                  /* the process the sockets belong to */
     int dead[2];                /* valid when have_dead: [0] reads EOF, [1] takes its writes */
     int have_dead;
+    calypso_tls_pending tls_pending;   /* NULL: no OpenSSL in this process */
 } calypso_conns;
 
 /* Makes easy's connections tracked in cs; returns 0 or -1. */
@@ -38,6 +44,10 @@ int calypso_conns_attach(CURL *easy, calypso_conns *cs);
  * socket; otherwise, when idle (no transfer is using any of them), cuts each
  * one with bytes or EOF waiting. Returns how many it cut. */
 int calypso_conns_check(calypso_conns *cs, int idle);
+/* Notes the TLS session of socket fd (during a transfer on it), so that the
+ * idle check also looks inside OpenSSL's buffer: an answer and bytes nobody
+ * asked for can arrive in one TLS record, and then only OpenSSL holds them. */
+void calypso_conns_note_tls(calypso_conns *cs, curl_socket_t fd, const void *ssl);
 /* Frees the tracker; call after the handles that can close its sockets are gone. */
 void calypso_conns_free(calypso_conns *cs);
 

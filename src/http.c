@@ -13,12 +13,27 @@
 #define CALYPSO_HEADER_API 0
 #endif
 
+/* Keeps the OpenSSL session of the transfer (read while it holds its
+ * connection: libcurl gives it only then); calypso_http_collect pairs it with
+ * the connection's socket, known only once the transfer is done. */
+static void note_tls(calypso_http *h)
+{
+    struct curl_tlssessioninfo *ti = NULL;
+    h->tls_noted = 1;
+    if (h->tracker->tls_pending != NULL &&
+        curl_easy_getinfo(h->easy, CURLINFO_TLS_SSL_PTR, &ti) == CURLE_OK && ti != NULL &&
+        ti->backend == CURLSSLBACKEND_OPENSSL)
+        h->tls = ti->internals;
+}
+
 /* Appends the chunk to the body buffer; returning less than asked makes
  * libcurl abort with CURLE_WRITE_ERROR, which is how the size cap bites. */
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     calypso_http *h = ud;
     size_t len = size * n;
+    if (!h->tls_noted)
+        note_tls(h);
     return calypso_buf_append(&h->body, p, len) == 0 ? len : 0;
 }
 
@@ -128,7 +143,7 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
         curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L) != CURLE_OK ||
-        calypso_conns_attach(e, &h->conns) != 0)
+        calypso_conns_attach(e, h->tracker = &h->conns) != 0)
         return "cannot configure libcurl";
     if (o->ca_file != NULL && curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) != CURLE_OK)
         return "cannot set ca_file";
@@ -181,6 +196,7 @@ void calypso_http_setup(calypso_http *h, const char *url, const char *body, size
     calypso_buf_clear(&h->body);
     h->status = 0;
     h->sent_bytes = 0;
+    h->tls_noted = 0;
     h->errbuf[0] = h->date[0] = h->retry_after[0] = '\0';
     set_url(h, url);
     curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -190,6 +206,12 @@ void calypso_http_setup(calypso_http *h, const char *url, const char *body, size
 
 void calypso_http_collect(calypso_http *h, CURLcode rc)
 {
+    if (h->tls != NULL) {   /* the session and its socket, for the idle check (conns.h) */
+        curl_socket_t fd = CURL_SOCKET_BAD;
+        if (curl_easy_getinfo(h->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK && fd != CURL_SOCKET_BAD)
+            calypso_conns_note_tls(h->tracker, fd, h->tls);
+        h->tls = NULL;
+    }
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
     if (curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &h->sent_bytes) != CURLE_OK)
         h->sent_bytes = 1;   /* unknown: assume it may have reached the server */
@@ -211,6 +233,7 @@ void calypso_http_read_headers(calypso_http *h)
 
 int calypso_http_track(calypso_http *h, calypso_conns *cs)
 {
+    h->tracker = cs;
     return calypso_conns_attach(h->easy, cs);
 }
 

@@ -48,6 +48,9 @@ typedef struct calypso_http {
     CURLU *uh;                  /* that URL, parsed once (CURLOPT_CURLU) */
 #endif
     calypso_conns conns;        /* the sockets in this handle's own connection cache */
+    calypso_conns *tracker;     /* where its sockets are tracked: &conns, or its multi's */
+    int tls_noted;              /* this transfer's TLS session looked for */
+    const void *tls;            /* that session (an SSL*), until collect hands it on */
 } calypso_http;
 
 /* Sets up the handle; returns NULL or a static reason. Safe to free after failure. */

@@ -8,8 +8,10 @@
  * client:batch(calls) runs a list of calls concurrently and returns their
  * results in order. Lua values are only built in result/collect, never from
  * inside libcurl. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <lauxlib.h>
 #include <mbedtls/platform_util.h>
 #include "compat.h"
@@ -19,10 +21,11 @@
 #include "multi.h"
 
 #define MULTI_MT "calypso.purse.multi"
-#define MAX_SLOTS 1024              /* calls in flight in one multi */
+#define MAX_SLOTS 1024              /* calls started and not yet taken, in one multi */
 #define DEFAULT_IN_FLIGHT 128       /* batch: calls started at once */
+#define MULTI_IN_FLIGHT 16          /* multi: calls on the wire at once (the rest wait) */
 
-enum { SLOT_FREE, SLOT_RUNNING, SLOT_DONE };
+enum { SLOT_FREE, SLOT_QUEUED, SLOT_RUNNING, SLOT_DONE };
 
 typedef struct slot {
     calypso_http http;
@@ -32,14 +35,23 @@ typedef struct slot {
     lua_Integer id;                 /* handed to Lua; 0 when free */
     int index;                      /* batch: position in the calls list */
     int state;
+    int expired;                    /* done without being sent: the deadline passed first */
     CURLcode rc;
+    double deadline;                /* client:deadline() when started; 0: none */
+    calypso_buf queued;             /* the envelope of a queued call (re-stamped at launch) */
+    struct slot *next, *prev;       /* the queue (next only) or the done list */
 } slot;
 
 struct calypso_multi {
+    pid_t pid;                      /* the process whose calls are in flight */
     CURLM *handle;
     slot **slots;                   /* pointers: curl keeps &slot->http */
     int count, cap;
-    int running;
+    int running;                    /* on the wire */
+    int queued;                     /* waiting for a place on the wire */
+    int max_in_flight;
+    slot *queue_head, *queue_tail;  /* queued slots, oldest first */
+    slot *done_head, *done_tail;    /* finished slots whose results wait, oldest first */
     lua_Integer next_id;
     calypso_conns conns;            /* the sockets of the handle's connection cache */
 };
@@ -57,24 +69,109 @@ typedef struct multi_ud {
 
 /* ------------------------------------------------------------------ C state */
 
-static calypso_multi *multi_new(void)
+static calypso_multi *multi_new(int max_in_flight)
 {
     calypso_multi *m = calloc(1, sizeof *m);
     if (m != NULL && (m->handle = curl_multi_init()) == NULL) {
         free(m);
         m = NULL;
     }
+    if (m != NULL) {
+        m->pid = getpid();
+        m->max_in_flight = max_in_flight;
+    }
     return m;
 }
 
+static void done_push(calypso_multi *m, slot *s)
+{
+    s->state = SLOT_DONE;
+    s->next = NULL;
+    s->prev = m->done_tail;
+    if (m->done_tail != NULL)
+        m->done_tail->next = s;
+    else
+        m->done_head = s;
+    m->done_tail = s;
+}
+
+static void done_unlink(calypso_multi *m, slot *s)
+{
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        m->done_head = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    else
+        m->done_tail = s->prev;
+    s->next = s->prev = NULL;
+}
+
+/* After fork(): the connections are cut (the parent's, conns.h), and calls
+ * still in flight fail in this process without being driven further: a write
+ * already on its way would otherwise be sent by both processes. Their outcome
+ * is the other process's to know, so they count as sent (never resent). */
+static void leave_inherited(calypso_multi *m)
+{
+    int i;
+    pid_t pid = getpid();
+    if (pid == m->pid)
+        return;
+    m->pid = pid;
+    calypso_conns_check(&m->conns, 0);
+    for (i = 0; i < m->count; i++) {
+        slot *s = m->slots[i];
+        if (s->state == SLOT_RUNNING) {
+            curl_multi_remove_handle(m->handle, s->http.easy);
+            m->running--;
+        } else if (s->state == SLOT_QUEUED) {   /* the other process launches it too */
+            m->queued--;
+        } else {
+            continue;
+        }
+        calypso_buf_clear(&s->queued);
+        done_push(m, s);
+        s->rc = CURLE_SEND_ERROR;   /* kind "network" */
+        calypso_buf_clear(&s->http.body);
+        s->http.status = 0;
+        s->http.sent_bytes = 1;
+        s->http.date[0] = s->http.retry_after[0] = '\0';
+        snprintf(s->http.errbuf, sizeof s->http.errbuf, "%s",
+                 "the call was in flight when this process was forked from the one that "
+                 "started it: its outcome is that process's to know");
+    }
+    m->queue_head = m->queue_tail = NULL;   /* every queued call moved to the done list */
+}
+
+/* Frees the slot for reuse. Queued slots leave only from the head of the
+ * queue or all at once (reset_all), so they are never unlinked one by one. */
 static void slot_reset(calypso_multi *m, slot *s)
 {
     if (s->state == SLOT_RUNNING) {
         curl_multi_remove_handle(m->handle, s->http.easy);
         m->running--;
+    } else if (s->state == SLOT_DONE) {
+        done_unlink(m, s);
+    } else if (s->state == SLOT_QUEUED) {
+        m->queued--;
     }
+    calypso_buf_clear(&s->queued);
     s->state = SLOT_FREE;
+    s->expired = 0;
     s->id = 0;
+    s->next = s->prev = NULL;
+}
+
+/* Frees every call (leftovers of a batch interrupted by an error). */
+static void reset_all(calypso_multi *m)
+{
+    int i;
+    for (i = 0; i < m->count; i++)
+        slot_reset(m, m->slots[i]);
+    m->queue_head = m->queue_tail = NULL;
+    m->done_head = m->done_tail = NULL;
+    m->queued = 0;
 }
 
 void calypso_multi_free(calypso_multi *m)
@@ -82,9 +179,11 @@ void calypso_multi_free(calypso_multi *m)
     int i;
     if (m == NULL)
         return;
+    leave_inherited(m);   /* before any removal: a goodbye on the parent's connection */
+    reset_all(m);
     for (i = 0; i < m->count; i++) {
-        slot_reset(m, m->slots[i]);
         calypso_http_free(&m->slots[i]->http);
+        calypso_buf_free(&m->slots[i]->queued);
         free(m->slots[i]->url);
         free(m->slots[i]);
     }
@@ -123,13 +222,74 @@ static slot *take_slot(calypso_multi *m, calypso_client *c)
         free(s);
         return NULL;
     }
+    s->queued.limit = c->request.limit;
     curl_easy_setopt(s->http.easy, CURLOPT_PRIVATE, (void *)s);
     m->slots[m->count++] = s;
     return s;
 }
 
-/* Starts the call (op at opidx, payload at pidx, the top of the stack).
- * Returns the slot, or NULL with nil, message, err pushed (invalid payload). */
+/* Puts the call of slot s on the wire: body (len bytes) signed by sign_hex.
+ * Its timeout is the client's, shortened to what is left of the deadline the
+ * call was started under (as client.c's request does); a call whose deadline
+ * has passed is done at once, unsent. No Lua here (it runs inside poll too). */
+static void launch(calypso_multi *m, calypso_client *c, slot *s, const char *body, size_t len,
+                   const char sign_hex[CALYPSO_SIGN_HEX])
+{
+    long t = c->timeout_ms;
+    if (s->deadline > 0) {
+        double left = (s->deadline - calypso_monotonic()) * 1000.0;
+        if (left < 1.0) {
+            s->expired = 1;
+            done_push(m, s);
+            return;
+        }
+        if (left < (double)t)
+            t = (long)left;
+    }
+    curl_easy_setopt(s->http.easy, CURLOPT_TIMEOUT_MS, t);
+    /* libcurl copies the body: the client's request buffer is reused by the
+     * next call. Writes go out on a fresh connection, as in client.c. */
+    calypso_http_setup(&s->http, s->url, body, len, sign_hex, s->ep == NULL || s->ep->writes, 1);
+    calypso_conns_check(&m->conns, m->running == 0);   /* idle: unasked-for bytes (conns.h) */
+    if (curl_multi_add_handle(m->handle, s->http.easy) != CURLM_OK) {
+        s->rc = CURLE_OUT_OF_MEMORY;
+        calypso_http_collect(&s->http, s->rc);
+        done_push(m, s);
+        return;
+    }
+    s->state = SLOT_RUNNING;
+    m->running++;
+}
+
+/* Launches queued calls, oldest first, while there is room on the wire; each
+ * gets a fresh timestamp and signature (it may have waited long). Not while
+ * the client is closed or closing: its signer is gone (the calls stay queued;
+ * start, result and finished raise on a closed client). */
+static void launch_queued(calypso_multi *m, calypso_client *c)
+{
+    char sign_hex[CALYPSO_SIGN_HEX];
+    while (m->queue_head != NULL && m->running < m->max_in_flight && c->open && !c->closing) {
+        slot *s = m->queue_head;
+        m->queue_head = s->next;
+        if (m->queue_head == NULL)
+            m->queue_tail = NULL;
+        s->next = NULL;
+        m->queued--;
+        if (calypso_client_restamp(c, s->queued.data, s->queued.len, sign_hex) != 0) {
+            s->rc = CURLE_OUT_OF_MEMORY;   /* HMAC failed: reported as the transfer failing */
+            calypso_http_collect(&s->http, s->rc);
+            done_push(m, s);
+            continue;
+        }
+        launch(m, c, s, s->queued.data, s->queued.len, sign_hex);
+        mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
+        calypso_buf_clear(&s->queued);
+    }
+}
+
+/* Starts the call (op at opidx, payload at pidx, the top of the stack): on the
+ * wire at once when there is room, else queued. Returns the slot, or NULL with
+ * nil, message, err pushed (invalid payload). */
 static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx, int pidx,
                    const char *fname)
 {
@@ -142,52 +302,85 @@ static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx,
 
     if (calypso_client_prepare(L, c, ep, op, pidx, sign_hex) != 0)
         return NULL;
-    if ((s = take_slot(m, c)) == NULL)
-        luaL_error(L, "calypso.purse: cannot start another call (out of memory or %d in flight)", MAX_SLOTS);
+    leave_inherited(m);   /* after fork(): before this process's own call joins */
+    if ((s = take_slot(m, c)) == NULL) {
+        mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
+        luaL_error(L, "calypso.purse: cannot start another call (out of memory or %d calls not yet taken)", MAX_SLOTS);
+    }
     strcpy(s->url, calypso_client_url(c, ep, path, pathlen));
     c->url[c->base_len] = '\0';
-    /* libcurl copies the body: the client's request buffer is reused by the
-     * next call. Writes go out on a fresh connection, as in client.c. */
-    calypso_http_setup(&s->http, s->url, c->request.data, c->request.len, sign_hex,
-                       ep == NULL || ep->writes, 1);
-    mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
-    calypso_conns_check(&m->conns, m->running == 0);   /* fork; idle: unasked-for bytes */
-    if (curl_multi_add_handle(m->handle, s->http.easy) != CURLM_OK)
-        luaL_error(L, "calypso.purse: curl_multi_add_handle failed");
     s->ep = ep;
     strcpy(s->op, op);
+    s->deadline = c->deadline;
+    s->expired = 0;
     s->id = ++m->next_id;
-    s->state = SLOT_RUNNING;
-    m->running++;
+    if (m->running < m->max_in_flight && m->queue_head == NULL) {
+        launch(m, c, s, c->request.data, c->request.len, sign_hex);
+    } else {
+        calypso_buf_clear(&s->queued);
+        if (calypso_buf_append(&s->queued, c->request.data, c->request.len) != 0) {
+            s->id = 0;
+            mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
+            luaL_error(L, "calypso.purse: out of memory queueing the call");
+        }
+        s->state = SLOT_QUEUED;
+        s->next = NULL;
+        if (m->queue_tail != NULL)
+            m->queue_tail->next = s;
+        else
+            m->queue_head = s;
+        m->queue_tail = s;
+        m->queued++;
+    }
+    mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
     return s;
 }
 
-/* Moves transfers forward, waiting up to timeout_ms for activity when nothing
- * finished; never longer. Returns how many calls finished. */
-static int drive(calypso_multi *m, int timeout_ms)
+/* Moves the finished transfers to the done list; returns how many finished. */
+static int reap(calypso_multi *m)
 {
-    int still, finished = 0, left;
+    int finished = 0, left, still;
     CURLMsg *msg;
-    calypso_conns_check(&m->conns, 0);   /* after fork(): the parent's transfers are not ours */
+    leave_inherited(m);   /* after fork(): the parent's transfers are not ours */
     curl_multi_perform(m->handle, &still);
+    while ((msg = curl_multi_info_read(m->handle, &left)) != NULL) {
+        slot *s = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+        s->rc = msg->data.result;
+        calypso_http_collect(&s->http, s->rc);
+        curl_multi_remove_handle(m->handle, s->http.easy);
+        m->running--;
+        done_push(m, s);
+        finished++;
+    }
+    return finished;
+}
+
+/* Moves calls forward, launching queued ones into the places finished ones
+ * leave, until at least one call has finished during this drive, nothing
+ * runs, or timeout_ms has passed; never longer. Socket activity alone does
+ * not end the wait. Returns how many calls finished during this drive (a queued call
+ * whose deadline passed before it could be sent counts). */
+static int drive(calypso_multi *m, calypso_client *c, int timeout_ms)
+{
+    double until = calypso_monotonic() + timeout_ms / 1000.0;
+    int finished = 0;
     for (;;) {
-        while ((msg = curl_multi_info_read(m->handle, &left)) != NULL) {
-            slot *s = NULL;
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-            s->rc = msg->data.result;
-            calypso_http_collect(&s->http, s->rc);
-            curl_multi_remove_handle(m->handle, s->http.easy);
-            s->state = SLOT_DONE;
-            m->running--;
-            finished++;
-        }
-        if (finished > 0 || m->running == 0 || timeout_ms <= 0)
+        slot *before, *s;
+        double left;
+        finished += reap(m);
+        before = m->done_tail;
+        launch_queued(m, c);
+        for (s = before != NULL ? before->next : m->done_head; s != NULL; s = s->next)
+            finished++;                            /* done at launch: deadline passed */
+        if (finished > 0 || m->running == 0)
             return finished;
-        curl_multi_poll(m->handle, NULL, 0, timeout_ms, NULL);
-        curl_multi_perform(m->handle, &still);
-        timeout_ms = 0;   /* one wait at most: the caller's bound holds */
+        left = (until - calypso_monotonic()) * 1000.0;
+        if (left <= 0.0)
+            return finished;
+        curl_multi_poll(m->handle, NULL, 0, left > 1000.0 ? 1000 : (int)left + 1, NULL);
     }
 }
 
@@ -196,7 +389,13 @@ static int collect(lua_State *L, calypso_multi *m, calypso_client *c, slot *s)
 {
     calypso_response r;
     int n;
-    calypso_client_response(&s->http, s->rc, &r);
+    if (s->expired) {
+        memset(&r, 0, sizeof r);
+        r.kind = "timeout";
+        r.detail = "the deadline passed before the request was sent";
+    } else {
+        calypso_client_response(&s->http, s->rc, &r);
+    }
     n = calypso_client_finish(L, c, s->ep, s->op, &r);
     slot_reset(m, s);
     return n;
@@ -268,11 +467,11 @@ int calypso_client_batch(lua_State *L)
         lua_rawseti(L, 3, 2 * i);
         lua_settop(L, 3);
     }
-    if (c->batch == NULL && (c->batch = multi_new()) == NULL)
+    if (c->batch == NULL && (c->batch = multi_new(MAX_SLOTS)) == NULL)
         return luaL_error(L, "calypso.purse: out of memory");
     m = c->batch;
-    for (i = 0; i < m->count; i++)   /* leftovers of a batch interrupted by an error */
-        slot_reset(m, m->slots[i]);
+    leave_inherited(m);   /* before removing anything (see there) */
+    reset_all(m);         /* leftovers of a batch interrupted by an error */
     lua_createtable(L, n, 0);
     results = 4;                                   /* calls, plan, results */
 
@@ -295,14 +494,13 @@ int calypso_client_batch(lua_State *L)
             lua_settop(L, results);
             next++;
         }
-        if (m->running > 0 && drive(m, 1000) > 0) {
-            for (i = 0; i < m->count; i++) {
-                slot *s = m->slots[i];
-                if (s->state == SLOT_DONE) {
-                    int index = s->index;
-                    store_result(L, results, index, collect(L, m, c, s));
-                    done++;
-                }
+        if (m->running > 0 || m->done_head != NULL) {
+            drive(m, c, 1000);
+            while (m->done_head != NULL) {
+                slot *s = m->done_head;
+                int index = s->index;
+                store_result(L, results, index, collect(L, m, c, s));
+                done++;
             }
         }
     }
@@ -376,17 +574,39 @@ static int multi_guarded(lua_State *L)
     return lua_gettop(L) - 1;
 }
 
+/* client:multi([opts]): opts.max_in_flight (1 to 1024, default 16) calls on
+ * the wire at once; later starts wait in a queue. */
 int calypso_client_multi(lua_State *L)
 {
     multi_ud *u;
+    int max_in_flight = MULTI_IN_FLIGHT;
     calypso_client_check(L, 1, "multi");
+    if (!lua_isnoneornil(L, 2)) {
+        if (!lua_istable(L, 2))
+            calypso_argerror(L, 2, "multi", lua_pushfstring(L, "table expected, got %s", luaL_typename(L, 2)));
+        lua_pushnil(L);
+        while (lua_next(L, 2) != 0) {
+            lua_pop(L, 1);
+            if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "max_in_flight") != 0)
+                calypso_argerror(L, 2, "multi", "unknown option (the one option is max_in_flight)");
+        }
+        lua_pushliteral(L, "max_in_flight");
+        lua_rawget(L, 2);
+        if (!lua_isnil(L, -1)) {
+            lua_Number v = lua_tonumber(L, -1);
+            if (!(calypso_isinteger(L, -1) && v >= 1 && v <= MAX_SLOTS))
+                calypso_argerror(L, 2, "multi", "max_in_flight must be an integer from 1 to 1024");
+            max_in_flight = (int)v;
+        }
+        lua_pop(L, 1);
+    }
     u = lua_newuserdata(L, sizeof *u);
     memset(u, 0, sizeof *u);
     u->m = NULL;
     u->client_ref = LUA_NOREF;
     luaL_getmetatable(L, MULTI_MT);
     lua_setmetatable(L, -2);
-    if ((u->m = multi_new()) == NULL)
+    if ((u->m = multi_new(max_in_flight)) == NULL)
         return luaL_error(L, "calypso.purse: out of memory");
     lua_pushvalue(L, 1);
     u->client_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -407,8 +627,9 @@ static int multi_start(lua_State *L)
     return 1;
 }
 
-/* multi:poll([seconds]) -> number of calls that finished; waits at most
- * `seconds` (default 0: never blocks). */
+/* multi:poll([seconds]) -> number of calls that finished during this poll.
+ * Waits until at least one call finishes, nothing is left running, or
+ * `seconds` (default 0: never blocks) have passed. */
 static int multi_poll(lua_State *L)
 {
     multi_ud *u = check_multi(L, "poll");
@@ -417,7 +638,7 @@ static int multi_poll(lua_State *L)
         calypso_argerror(L, 2, "poll", "seconds must be from 0 to 3600");
     if (u->busy)   /* a result is being built from one of the slots */
         return luaL_error(L, MULTI_BUSY);
-    lua_pushinteger(L, u->m->running > 0 ? drive(u->m, (int)(t * 1000)) : 0);
+    lua_pushinteger(L, drive(u->m, u->client, (int)(t * 1000)));
     return 1;
 }
 
@@ -441,10 +662,46 @@ static int multi_result(lua_State *L)
     return collect(L, u->m, u->client, s);
 }
 
-/* multi:pending() -> number of calls still running. */
+/* The step of `for id, res, msg, err, status in m:finished()` (a multi_guarded
+ * body): the oldest finished call as id, res, msg, err, status (res or msg and
+ * err nil; status the HTTP status, 0 when none), its slot freed; nothing when
+ * no result waits. */
+static int multi_finished_step(lua_State *L)
+{
+    multi_ud *u = lua_touserdata(L, 1);
+    slot *s = u->m->done_head;
+    lua_Integer id;
+    long status;
+    int n;
+    if (s == NULL)
+        return 0;
+    id = s->id;
+    status = s->expired ? 0 : s->http.status;
+    lua_settop(L, 1);
+    lua_pushinteger(L, id);
+    n = collect(L, u->m, u->client, s);
+    if (n == 1) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    lua_pushinteger(L, (lua_Integer)status);
+    return 5;
+}
+
+/* multi:finished() -> the iterator over finished calls, each handed back once. */
+static int multi_finished(lua_State *L)
+{
+    check_multi(L, "finished");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    return 2;
+}
+
+/* multi:pending() -> number of calls not finished yet (running or queued). */
 static int multi_pending(lua_State *L)
 {
-    lua_pushinteger(L, check_multi(L, "pending")->m->running);
+    calypso_multi *m = check_multi(L, "pending")->m;
+    lua_pushinteger(L, m->running + m->queued);
     return 1;
 }
 
@@ -465,7 +722,8 @@ static int multi_tostring(lua_State *L)
     if (u->m == NULL)
         lua_pushfstring(L, "calypso.purse multi (closed): %p", (void *)u);
     else
-        lua_pushfstring(L, "calypso.purse multi (%d running): %p", u->m->running, (void *)u);
+        lua_pushfstring(L, "calypso.purse multi (%d running, %d queued): %p", u->m->running,
+                        u->m->queued, (void *)u);
     return 1;
 }
 
@@ -508,6 +766,13 @@ void calypso_multi_register(lua_State *L)
         lua_pushcclosure(L, multi_guarded, 2);
         lua_setfield(L, -2, r->name);
     }
+    for (i = 0; i < CALYPSO_JSON_UPVALUES; i++)
+        lua_pushvalue(L, codec + i);
+    lua_pushcclosure(L, multi_finished_step, CALYPSO_JSON_UPVALUES);
+    lua_pushliteral(L, "finished");
+    lua_pushcclosure(L, multi_guarded, 2);            /* codec, mt, methods, step */
+    lua_pushcclosure(L, multi_finished, 1);
+    lua_setfield(L, -2, "finished");
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 }

@@ -237,6 +237,10 @@ local function read_head(r)
             if count == 1 or last == "content-length" or last == "transfer-encoding" then
                return nil, failure("network", "folded header line where none may be")
             end
+            -- a Connection field goes on: a close there still counts
+            if last == "connection" and find(lower(h), "close", 1, true) then
+               head.close, closing = true, true
+            end
          else
             local _, colon = find(h, TOKEN_COLON)
             if not colon then
@@ -255,6 +259,7 @@ local function read_head(r)
                   local v = lower(trim(sub(h, colon + 1)))
                   head.te, last = head.te and (head.te .. "," .. v) or v, name
                elseif name == "connection" then
+                  last = name
                   local v = lower(sub(h, colon + 1))
                   if find(v, "close", 1, true) then
                      head.close, closing = true, true
@@ -284,6 +289,11 @@ local function read_chunked(r, max)
       local digits = match(s, "^%x+")
       if not digits or #digits > 16 then
          return nil, failure("network", "malformed chunk size in the response")
+      end
+      -- 13 significant hex digits (2^52) are far past any max_response_size and stay exact
+      -- in a double; longer ones would wrap to a negative integer on 5.3/5.4
+      if #match(digits, "^0*(.*)$") > 13 then
+         return nil, failure("too_large", "chunk larger than max_response_size")
       end
       if #s > #digits and not find(s, "^[ \t]*;", #digits + 1) and not find(s, "^[ \t]*$", #digits + 1) then
          return nil, failure("network", "malformed chunk size in the response")
@@ -340,6 +350,9 @@ function M.read(sock, deadline, now, max, armed)
    local status, body = head.status, nil
    if status == 204 or status == 304 then
       body = ""
+      -- they have no body whatever their framing headers say: bytes announced anyway may
+      -- still come, and must not become the next call's answer
+      if head.te or (head.length and head.length > 0) then head.close = true end
    elseif head.te then
       if head.http10 then
          f = failure("network", "Transfer-Encoding in an HTTP/1.0 response")

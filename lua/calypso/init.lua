@@ -250,24 +250,77 @@ local function emit(self, ev)
    end
 end
 
--- One logical call: attempts until success, a final failure, or the deadline.
-local function perform(self, op, payload)
+-- A logical call's state across its attempts (single calls, batch and multi alike).
+local function new_call(self, op, payload)
    local info, path = op_info(op)
-   local base = self._policy -- copied: one client may serve concurrent calls (nginx)
-   local policy = { max_retries = base.max_retries, retry = base.retry,
-                    heal_clock_skew = base.heal_clock_skew, healed = false }
-   local deadline = now() + self._deadline
-   local hook = self._on_event
-   local attempt = 0
+   local base = self._policy -- copied: one client may serve concurrent calls (nginx, multi)
+   return {
+      op = op, payload = payload, info = info, path = path, attempt = 0,
+      policy = { max_retries = base.max_retries, retry = base.retry,
+                 heal_clock_skew = base.heal_clock_skew, healed = false },
+      deadline = now() + self._deadline,
+   }
+end
+
+-- After an attempt of `call` (res, msg, err from the transport t, named tname; status of a
+-- success): decides, reports the event, heals the clock when that is the decision. Returns
+-- the seconds to wait before the next attempt (nil: the call is over) and err (a table).
+local function settle(self, call, started, t, tname, status, res, msg, err)
+   local action, reason, delay = false, nil, nil
+   local attempt, policy = call.attempt, call.policy
+   if res == nil then
+      if type(err) ~= "table" then err = { kind = "invalid", message = msg } end
+      action, reason = decide(call.info, err, attempt, policy)
+      if action == "retry" then
+         delay = retry_after(err.retry_after, err.date, os_time())
+            or backoff(attempt - (policy.healed and 1 or 0), self._backoff_base,
+                       self._backoff_max, jitter)
+      elseif action == "heal" then
+         delay = 0
+      end
+      if action and now() + delay >= call.deadline then
+         action, reason = false, "deadline"
+      end
+      err.attempts = attempt
+   end
+   if self._on_event then
+      local ev = {
+         op = call.op, path = call.path, attempt = attempt, ok = res ~= nil,
+         duration = now() - started, transport = t and (tname or t.name) or nil,
+         final = not action,
+      }
+      if res ~= nil then
+         ev.status = status
+      else
+         ev.kind, ev.status, ev.code, ev.trace_id = err.kind, err.status, err.code, err.trace_id
+         ev.message, ev.retry, ev.reason, ev.delay = msg, action or nil, reason, delay
+      end
+      if self._hook_bodies then
+         ev.payload, ev.result = call.hook_payload or call.payload, res
+      end
+      emit(self, ev)
+   end
+   if not action then return nil, err end
+   if action == "heal" then
+      self.core:clock_offset(retry.clock_offset(err.date, os_time()))
+      policy.healed = true
+   end
+   return delay, err
+end
+
+-- One logical call: attempts until success, a final failure, or the deadline.
+local function perform(self, op, payload, hook_payload)
+   local call = new_call(self, op, payload)
+   call.hook_payload = hook_payload
    while true do
-      attempt = attempt + 1
+      call.attempt = call.attempt + 1
       local started = now()
       local t, tname = pick_transport(self)
       local res, msg, err
       if t == self._curl then
          -- the running attempt ends by the deadline too, not one full timeout later
          local core = self.core
-         core:deadline(deadline)
+         core:deadline(call.deadline)
          res, msg, err = t:request(op, payload)
          core:deadline(nil)
       elseif t then
@@ -275,46 +328,11 @@ local function perform(self, op, payload)
       else
          res, msg, err = unavailable(op, tname)
       end
-      local action, reason, delay = false, nil, nil
-      if res == nil then
-         if type(err) ~= "table" then err = { kind = "invalid", message = msg } end
-         action, reason = decide(info, err, attempt, policy)
-         if action == "retry" then
-            delay = retry_after(err.retry_after, err.date, os_time())
-               or backoff(attempt - (policy.healed and 1 or 0), self._backoff_base,
-                          self._backoff_max, jitter)
-         elseif action == "heal" then
-            delay = 0
-         end
-         if action and now() + delay >= deadline then
-            action, reason = false, "deadline"
-         end
-         err.attempts = attempt
-      end
-      if hook then
-         local ev = {
-            op = op, path = path, attempt = attempt, ok = res ~= nil,
-            duration = now() - started, transport = t and (tname or t.name) or nil,
-            final = not action,
-         }
-         if res ~= nil then
-            ev.status = t == self._curl and self.core:last_status() or 200
-         else
-            ev.kind, ev.status, ev.code, ev.trace_id = err.kind, err.status, err.code, err.trace_id
-            ev.message, ev.retry, ev.reason, ev.delay = msg, action or nil, reason, delay
-         end
-         if self._hook_bodies then
-            ev.payload, ev.result = payload, res
-         end
-         emit(self, ev)
-      end
-      if not action then return res, msg, err end
-      if action == "heal" then
-         self.core:clock_offset(retry.clock_offset(err.date, os_time()))
-         policy.healed = true
-      elseif delay > 0 then
-         sleep(delay)
-      end
+      local status = res ~= nil and (t == self._curl and self.core:last_status() or 200) or nil
+      local delay
+      delay, err = settle(self, call, started, t, tname, status, res, msg, err)
+      if delay == nil then return res, msg, err end
+      if delay > 0 then sleep(delay) end
    end
 end
 
@@ -383,43 +401,504 @@ function Client:call(path, payload)
    return perform(self, path, payload)
 end
 
---- Runs calls concurrently and returns their results in order, each { value = res } or
--- { message = msg, err = err }: over curl multi (core:batch), or inside nginx over cosockets,
--- one light thread (ngx.thread.spawn) per call, at most max_in_flight at once. Each call is
--- made once (no retries, no hook events), exactly as core:batch does.
-function Client:batch(calls, max_in_flight)
-   check_self(self, "batch")
-   local t, tname = pick_transport(self)
-   if t == self._curl then return self.core:batch(calls, max_in_flight) end
-   if type(calls) ~= "table" then
-      error("calypso: batch: calls must be a table of { op, payload }", 2)
+---------------------------------------------------------------------------------------------
+-- Many calls in flight: client:multi and client:batch with the per-call policy
+---------------------------------------------------------------------------------------------
+
+-- The payload of `op` called with positional arguments a, b, as client:<op>(a, b) takes it.
+local function positional(op, a, b)
+   local fields = POSITIONAL[op]
+   if fields and a ~= nil and type(a) ~= "table" then
+      local payload = { [fields[1]] = a }
+      if fields[2] then payload[fields[2]] = b end
+      return payload
    end
-   for i, c in ipairs(calls) do
-      if type(c) ~= "table" or type(c[1]) ~= "string" then
-         error(format("calypso: batch: entry %d must be a table { op, payload }", i), 2)
+   return a
+end
+
+-- A private copy of a payload (raw reads, metatables kept), so that what was checked is what
+-- every attempt sends even if the caller (or a finalizer) changes the table meanwhile. Cycles
+-- and very deep tables are left as they are: the core refuses them.
+local function copy_payload(v, depth, seen)
+   if type(v) ~= "table" or depth > 64 or seen[v] then return v end
+   seen[v] = true
+   local t = {}
+   for k, x in next, v do t[k] = copy_payload(x, depth + 1, seen) end
+   seen[v] = nil
+   local mt = getmetatable(v)
+   if type(mt) == "table" then setmetatable(t, mt) end
+   return t
+end
+
+-- client:call's path rules (the core's calypso_path_problem), for checking batch entries
+-- before anything starts.
+local function path_problem(p)
+   if #p == 0 or #p > 256 then return "path must be 1 to 256 characters" end
+   if p:find("[^%w/%-_%.]") then return "path may only hold letters, digits and / - _ ." end
+   if p:find("..", 1, true) then return "path must not contain '..'" end
+   return nil
+end
+
+-- Checks a batch's calls as the core's batch does and copies them into a private plan:
+-- { op, payload, hook payload } per entry. Raises (naming the entry) before anything starts.
+local function batch_plan(calls, max_in_flight)
+   if type(calls) ~= "table" then
+      error(format("bad argument #1 to 'batch' (table expected, got %s)", type(calls)), 0)
+   end
+   if max_in_flight ~= nil and not (type(max_in_flight) == "number" and max_in_flight >= 1
+         and max_in_flight <= 1024 and max_in_flight == floor(max_in_flight)) then
+      error("bad argument #2 to 'batch' (max_in_flight must be from 1 to 1024)", 0)
+   end
+   local plan = {}
+   for i = 1, #calls do
+      local entry = rawget(calls, i)
+      if type(entry) ~= "table" then
+         error(format("calypso.purse: batch entry %d must be a table { op, payload }", i), 0)
+      end
+      local op, a, b = rawget(entry, 1), rawget(entry, 2), rawget(entry, 3)
+      if type(op) ~= "string" then
+         error(format("calypso.purse: batch entry %d: op must be a method name or path", i), 0)
+      end
+      local why = not OPS[op] and path_problem(op)
+      if why then
+         error(format("calypso.purse: batch entry %d: op is neither a method name nor a path (%s)",
+            i, why), 0)
+      end
+      local payload = positional(op, a, b)
+      if payload ~= nil and type(payload) ~= "table" then
+         error(format("calypso.purse: batch entry %d: payload must be a table or nil (got %s)",
+            i, type(payload)), 0)
+      end
+      plan[i] = { op, copy_payload(payload, 0, {}), payload }
+   end
+   return plan, floor(max_in_flight or 128)
+end
+
+-- The Lua layer's multi over the core's libcurl multi. The core multi stays mechanical
+-- (start, poll, finished); this drives the policy: a failed attempt that decide() retries is
+-- started again on the same core multi once its backoff has passed (a per-call "not before"
+-- time: other calls go on meanwhile), after a clock-skew heal at once.
+local Multi = {}
+local multi_mt = { __name = "calypso.multi", __index = Multi }
+
+local function check_multi(m, name)
+   if getmetatable(m) ~= multi_mt then
+      error(format("calypso: %s: call it as m:%s(...)", name, name), 3)
+   end
+   if m._closed then error("calypso: the multi is closed", 3) end
+end
+
+-- Starts the next attempt of call on the core multi. Returns true when it runs, else false
+-- and the attempt's failure triple (an invalid payload).
+local function launch(m, call)
+   local client, core = m._client, m._client.core
+   call.attempt = call.attempt + 1
+   call.started = now()
+   core:deadline(call.deadline)   -- the attempt's timeout shrinks to what is left of it
+   local ok, cid, msg, err = pcall(m._core.start, m._core, call.op, call.payload)
+   core:deadline(nil)
+   if not ok then error(cid, 0) end
+   if cid ~= nil then
+      m._by_core[cid] = call
+      return true
+   end
+   settle(client, call, call.started, client._curl, nil, nil, nil, msg, err)
+   return false, msg, err
+end
+
+-- The call is over: its result waits for m:finished() or m:result(id).
+local function finish(m, call, res, msg, err)
+   call.done, call.res, call.msg, call.err = true, res, msg, err
+   m._pending = m._pending - 1
+   m._done_tail = m._done_tail + 1
+   m._done[m._done_tail] = call.id
+end
+
+-- Handles the finished attempts of the core multi; returns how many calls ended.
+local function take_core(m)
+   local ended = 0
+   local client = m._client
+   for cid, res, msg, err, status in m._core:finished() do
+      local call = m._by_core[cid]
+      m._by_core[cid] = nil
+      if call and not m._closed then
+         local delay
+         delay, err = settle(client, call, call.started, client._curl, nil, status, res, msg, err)
+         if delay == nil then
+            finish(m, call, res, msg, err)
+            ended = ended + 1
+         else
+            call.not_before = now() + delay
+            m._waiting[#m._waiting + 1] = call
+         end
       end
    end
-   local results = {}
+   return ended
+end
+
+-- Starts the retries whose backoff has passed; returns how many calls ended (a retry refused
+-- at start) and the earliest "not before" still ahead (or nil).
+local function launch_due(m)
+   local ended, next_due, keep = 0, nil, {}
+   local t = now()
+   for _, call in ipairs(m._waiting) do
+      if call.not_before <= t then
+         local ok, msg, err = launch(m, call)
+         if not ok then
+            finish(m, call, nil, msg, err)
+            ended = ended + 1
+         end
+      else
+         keep[#keep + 1] = call
+         if next_due == nil or call.not_before < next_due then next_due = call.not_before end
+      end
+   end
+   m._waiting = keep
+   return ended, next_due
+end
+
+--- m:start(op, ...) -> id | nil, message, err: op a method name (positional forms as the
+-- method takes them: m:start("get_customer", id)) or a path as for client:call.
+function Multi:start(op, a, b)
+   check_multi(self, "start")
+   if type(op) ~= "string" then return self._core:start(op, a) end -- raises the core's error
+   local payload = positional(op, a, b)
+   local call = new_call(self._client, op, copy_payload(payload, 0, {}))
+   call.hook_payload = payload
+   local ok, msg, err = launch(self, call)
+   if not ok then return nil, msg, err end
+   self._next_id = self._next_id + 1
+   call.id = self._next_id
+   self._calls[call.id] = call
+   self._pending = self._pending + 1
+   return call.id
+end
+
+--- m:poll([seconds]) -> how many calls finished (after their retries) during this poll. Waits
+-- up to `seconds` (default 0: never blocks) for at least one to finish.
+function Multi:poll(seconds)
+   check_multi(self, "poll")
+   seconds = seconds or 0
+   if type(seconds) ~= "number" or not (seconds >= 0 and seconds <= 3600) then
+      error("bad argument #1 to 'poll' (seconds must be from 0 to 3600)", 2)
+   end
+   if self._polling then
+      error("calypso: multi is busy (poll called from a hook or finalizer during poll)", 2)
+   end
+   self._polling = true
+   local ok, ended = pcall(function()
+      local stop, count = now() + seconds, 0
+      for _ = 1, 1000000 do
+         local e, next_due = launch_due(self)
+         -- attempts the core finished already (one launched after its deadline is done at
+         -- start, unsent), which may queue retries
+         count = count + e + take_core(self)
+         for _, call in ipairs(self._waiting) do
+            if next_due == nil or call.not_before < next_due then next_due = call.not_before end
+         end
+         local running = self._core:pending()
+         if count > 0 or (running == 0 and next_due == nil) then break end
+         local wait = stop - now()
+         if next_due and next_due - now() < wait then wait = next_due - now() end
+         if wait < 0 then wait = 0 end
+         if running > 0 then
+            self._core:poll(wait)
+         elseif wait > 0 then
+            purse_sleep(wait)
+         end
+         count = count + take_core(self)
+         if count > 0 or now() >= stop then break end
+      end
+      return count
+   end)
+   self._polling = false
+   if not ok then error(ended, 0) end
+   return ended
+end
+
+--- for id, res, msg, err in m:finished() do ... end: each finished call once, oldest first;
+-- its result is freed as it is taken.
+local function take_finished(self)
+   return function()
+      while self._done_head < self._done_tail do
+         self._done_head = self._done_head + 1
+         local id = self._done[self._done_head]
+         self._done[self._done_head] = nil
+         local call = self._calls[id]
+         if call then
+            self._calls[id] = nil
+            return id, call.res, call.msg, call.err
+         end
+      end
+      return nil
+   end
+end
+
+function Multi:finished()
+   check_multi(self, "finished")
+   return take_finished(self)
+end
+
+local function find_call(m, id, name)
+   local call = type(id) == "number" and m._calls[id] or nil
+   if not call then
+      error(format("bad argument #1 to '%s' (no such call (never started, or its result was "
+         .. "already taken))", name), 3)
+   end
+   return call
+end
+
+--- m:done(id) -> true when the call has finished and its result waits.
+function Multi:done(id)
+   check_multi(self, "done")
+   return find_call(self, id, "done").done == true
+end
+
+--- m:result(id) -> what the method would have returned (retries included); frees the call.
+function Multi:result(id)
+   check_multi(self, "result")
+   local call = find_call(self, id, "result")
+   if not call.done then
+      error(format("calypso: call %d is still running (poll until done)", id), 2)
+   end
+   self._calls[id] = nil
+   return call.res, call.msg, call.err
+end
+
+--- m:pending() -> calls not finished yet (on the wire, queued, or waiting for a retry).
+function Multi:pending()
+   check_multi(self, "pending")
+   return self._pending
+end
+
+--- m:close(): aborts running calls and frees everything; idempotent.
+function Multi:close()
+   if getmetatable(self) ~= multi_mt then error("calypso: close: call it as m:close()", 2) end
+   if self._closed then return end
+   self._closed = true
+   self._core:close()
+   self._calls, self._by_core, self._waiting, self._done = {}, {}, {}, {}
+   self._pending = 0
+end
+
+multi_mt.__close = function(self) self:close() end
+multi_mt.__tostring = function(self)
+   return format("calypso multi (%d pending) over %s", self._pending, tostring(self._core))
+end
+
+local function new_multi(self, opts)
+   return setmetatable({
+      _client = self, _core = self.core:multi(opts), _calls = {}, _by_core = {}, _waiting = {},
+      _done = {}, _done_head = 0, _done_tail = 0, _pending = 0, _next_id = 0,
+   }, multi_mt)
+end
+
+-- Inside nginx: the same step API over light threads. Each call is a whole logical call
+-- (perform: retries, deadline, healing, events) run by one of at most max_in_flight worker
+-- threads; poll yields to them (ngx.sleep) until a call finishes or `seconds` pass.
+local NgxMulti = {}
+local ngx_multi_mt = { __name = "calypso.multi", __index = NgxMulti }
+
+local function check_ngx_multi(m, name)
+   if getmetatable(m) ~= ngx_multi_mt then
+      error(format("calypso: %s: call it as m:%s(...)", name, name), 3)
+   end
+   if m._closed then error("calypso: the multi is closed", 3) end
+end
+
+local function ngx_worker(m)
+   while not m._closed and m._queue_head < m._queue_tail do
+      m._queue_head = m._queue_head + 1
+      local call = m._queue[m._queue_head]
+      m._queue[m._queue_head] = nil
+      local res, msg, err = perform(m._client, call.op, call.payload, call.hook_payload)
+      if m._closed then break end
+      call.done, call.res, call.msg, call.err = true, res, msg, err
+      m._pending = m._pending - 1
+      m._finished_count = m._finished_count + 1
+      m._done_tail = m._done_tail + 1
+      m._done[m._done_tail] = call.id
+   end
+   m._workers = m._workers - 1
+end
+
+function NgxMulti:start(op, a, b)
+   check_ngx_multi(self, "start")
+   local client = self._client
+   local payload = positional(op, a, b)
+   local copy = copy_payload(payload, 0, {})
+   -- checked now, as the core's start does: an invalid payload gives its triple at once
+   local ok, msg, err = client.core:prepare(op, copy)
+   if ok == nil then
+      local call = new_call(client, op, copy)
+      call.attempt, call.hook_payload = 1, payload
+      local t, tname = pick_transport(client)
+      local _
+      _, err = settle(client, call, now(), t, tname, nil, nil, msg, err)
+      return nil, msg, err
+   end
+   self._next_id = self._next_id + 1
+   local call = { id = self._next_id, op = op, payload = copy, hook_payload = payload }
+   self._calls[call.id] = call
+   self._pending = self._pending + 1
+   self._queue_tail = self._queue_tail + 1
+   self._queue[self._queue_tail] = call
+   if self._workers < self._cap then
+      self._workers = self._workers + 1
+      local th = ngx_api().thread.spawn(ngx_worker, self)
+      self._threads[#self._threads + 1] = th
+   end
+   return call.id
+end
+
+function NgxMulti:poll(seconds)
+   check_ngx_multi(self, "poll")
+   seconds = seconds or 0
+   if type(seconds) ~= "number" or not (seconds >= 0 and seconds <= 3600) then
+      error("bad argument #1 to 'poll' (seconds must be from 0 to 3600)", 2)
+   end
+   local n = ngx_api()
+   local before, stop = self._finished_count, now() + seconds
+   n.sleep(0) -- lets the workers run once
+   for _ = 1, 3600000 do
+      if self._finished_count > before or self._pending == 0 or now() >= stop then break end
+      n.sleep(math.min(0.001, stop - now()))
+   end
+   return self._finished_count - before
+end
+
+function NgxMulti:finished()
+   check_ngx_multi(self, "finished")
+   return take_finished(self)
+end
+function NgxMulti:done(id)
+   check_ngx_multi(self, "done")
+   return find_call(self, id, "done").done == true
+end
+function NgxMulti:result(id)
+   check_ngx_multi(self, "result")
+   local call = find_call(self, id, "result")
+   if not call.done then
+      error(format("calypso: call %d is still running (poll until done)", id), 2)
+   end
+   self._calls[id] = nil
+   return call.res, call.msg, call.err
+end
+function NgxMulti:pending()
+   check_ngx_multi(self, "pending")
+   return self._pending
+end
+function NgxMulti:close()
+   if getmetatable(self) ~= ngx_multi_mt then error("calypso: close: call it as m:close()", 2) end
+   if self._closed then return end
+   self._closed = true
+   for _, th in ipairs(self._threads) do pcall(ngx_api().thread.kill, th) end
+   self._calls, self._queue, self._done, self._threads, self._pending = {}, {}, {}, {}, 0
+end
+ngx_multi_mt.__close = function(self) self:close() end
+
+local function new_ngx_multi(self, opts)
+   local cap = 16
+   if opts ~= nil then
+      if type(opts) ~= "table" then
+         error(format("bad argument #1 to 'multi' (table expected, got %s)", type(opts)), 3)
+      end
+      for k in pairs(opts) do
+         if k ~= "max_in_flight" then
+            error("bad argument #1 to 'multi' (unknown option (the one option is max_in_flight))", 3)
+         end
+      end
+      local v = opts.max_in_flight
+      if v ~= nil then
+         if not (type(v) == "number" and v >= 1 and v <= 1024 and v == floor(v)) then
+            error("bad argument #1 to 'multi' (max_in_flight must be an integer from 1 to 1024)", 3)
+         end
+         cap = floor(v)
+      end
+   end
+   return setmetatable({
+      _client = self, _cap = cap, _calls = {}, _queue = {}, _queue_head = 0, _queue_tail = 0,
+      _done = {}, _done_head = 0, _done_tail = 0, _pending = 0, _next_id = 0, _workers = 0,
+      _threads = {}, _finished_count = 0,
+   }, ngx_multi_mt)
+end
+
+--- client:multi([{ max_in_flight = n }]): the step API with this layer's policy per call (see
+-- Multi above). Over libcurl; inside nginx over light threads.
+function Client:multi(opts)
+   check_self(self, "multi")
+   local t = pick_transport(self)
+   if t == self._curl or not t then
+      return new_multi(self, opts)
+   end
+   return new_ngx_multi(self, opts)
+end
+
+--- Runs calls concurrently and returns their results in order, each { value = res } or
+-- { message = msg, err = err }, each call with the policy of a single call (retries, deadline,
+-- clock-skew healing, on_event per attempt): over the core's curl multi, or inside nginx on
+-- light threads (ngx.thread.spawn), at most max_in_flight at once.
+function Client:batch(calls, max_in_flight)
+   check_self(self, "batch")
+   local plan, cap = batch_plan(calls, max_in_flight)
+   local t, tname = pick_transport(self)
+   local results, total = {}, #plan
+   if t == self._curl then
+      local m = new_multi(self, { max_in_flight = cap })
+      local index, next_i, left = {}, 1, total
+      local ok, e = pcall(function()
+         for _ = 1, 100000000 do
+            while next_i <= total and m._pending < cap do
+               local p = plan[next_i]
+               local call = new_call(self, p[1], p[2])
+               call.hook_payload = p[3]
+               local started, msg, err = launch(m, call)
+               if started then
+                  m._next_id = m._next_id + 1
+                  call.id = m._next_id
+                  m._calls[call.id] = call
+                  m._pending = m._pending + 1
+                  index[call.id] = next_i
+               else
+                  results[next_i] = { message = msg, err = err }
+                  left = left - 1
+               end
+               next_i = next_i + 1
+            end
+            if left == 0 then break end
+            m:poll(1)
+            for id, res, msg, err in m:finished() do
+               if res ~= nil then results[index[id]] = { value = res }
+               else results[index[id]] = { message = msg, err = err } end
+               left = left - 1
+            end
+         end
+      end)
+      m:close()
+      if not ok then error(e, 0) end
+      return results
+   end
    if not t then
-      for i, c in ipairs(calls) do
-         local _, msg, err = unavailable(c[1], tname)
+      for i, p in ipairs(plan) do
+         local _, msg, err = unavailable(p[1], tname)
          results[i] = { message = msg, err = err }
       end
       return results
    end
-   -- max_in_flight workers (light threads), each taking the next call until none is left
-   local n, total, next_i = ngx_api(), #calls, 1
+   -- max_in_flight workers (light threads), each taking the next call until none is left;
+   -- each call is a whole logical call (perform: retries, deadline, healing, events)
+   local n, next_i = ngx_api(), 1
    local function worker()
       while next_i <= total do
          local i = next_i
          next_i = i + 1
-         local c = calls[i]
-         local res, msg, err = t:request(c[1], c[2])
+         local p = plan[i]
+         local res, msg, err = perform(self, p[1], p[2], p[3])
          if res ~= nil then results[i] = { value = res } else results[i] = { message = msg, err = err } end
       end
    end
    local workers = {}
-   for w = 1, math.min(max_in_flight or 128, total) do
+   for w = 1, math.min(cap, total) do
       workers[w] = n.thread.spawn(worker)
    end
    for w = 1, #workers do

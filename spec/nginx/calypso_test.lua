@@ -3,8 +3,9 @@
 -- POST /call with a JSON body
 --   { client = { key, secret, account, base_url, timeout, ... },  -- purse.new options
 --     op = "get_customer", payload = { ... },
---     via = "ngx" | "curl" | "calypso" | "both" | "batch",        -- default "ngx"
---     calls = { { op, payload }, ... }, max_in_flight = n,         -- for "batch"
+--     via = "ngx" | "curl" | "calypso" | "both" | "batch" | "multi", -- default "ngx"
+--     calls = { { op, payload }, ... }, max_in_flight = n,         -- for "batch", "multi"
+--     events = true,                                               -- answer.events (on_event)
 --     transport = { pool_size, keepalive_timeout },                -- calypso.transport.ngx opts
 --     deadline_in = seconds }                                      -- t:request's deadline
 -- answers { ngx = { res, msg, err }, curl = { ... }, calypso = { ... }, elapsed = { ... },
@@ -68,6 +69,21 @@ local function via_calypso(req)
    return triple(call_method(c, req.op, req.payload))
 end
 
+-- calypso.new(req.client); with req.events, its on_event events go to answer.events.
+local function layer_client(req, answer)
+   local opts = {}
+   for k, v in pairs(req.client) do opts[k] = v end
+   if req.events then
+      answer.events = {}
+      opts.on_event = function(ev)
+         answer.events[#answer.events + 1] = { op = ev.op, attempt = ev.attempt, ok = ev.ok,
+            kind = ev.kind, retry = ev.retry, reason = ev.reason, final = ev.final,
+            transport = ev.transport }
+      end
+   end
+   return require("calypso").new(opts)
+end
+
 local function timed(fn, req)
    ngx.update_time()
    local t0 = ngx.now()
@@ -104,7 +120,26 @@ function M.run(req)
    end
    if via == "batch" then -- calypso.new(...):batch(req.calls), the Lua layer's light threads
       answer.batch, _, answer.elapsed.batch = timed(function(r)
-         return require("calypso").new(r.client):batch(r.calls, r.max_in_flight)
+         return layer_client(r, answer):batch(r.calls, r.max_in_flight)
+      end, req)
+   end
+   if via == "multi" then -- calypso.new(...):multi{ max_in_flight }, start each of req.calls
+      answer.multi, _, answer.elapsed.multi = timed(function(r)
+         local m = layer_client(r, answer):multi{ max_in_flight = r.max_in_flight }
+         local index, out = {}, {}
+         for i, c in ipairs(r.calls) do
+            local id, msg, err = m:start(c[1], c[2], c[3])
+            if id then index[id] = i else out[i] = { message = msg, err = err } end
+         end
+         for _ = 1, 600 do -- at most ~30 s
+            if m:pending() == 0 then break end
+            m:poll(0.05)
+            for id, res, msg, err in m:finished() do
+               out[index[id]] = res ~= nil and { value = res } or { message = msg, err = err }
+            end
+         end
+         m:close()
+         return out
       end, req)
    end
    return answer

@@ -63,7 +63,7 @@ end
 
 -- Lua 5.2 runs finalizers only where a GC step starts, and every try allocates alike: shift the
 -- collector's phase by a random amount per try, and try more often there.
-local TRIES = _VERSION == "Lua 5.2" and 3000 or 300
+local TRIES = 3000
 local function shift_phase()
    for _ = 1, math.random(0, 64) do local _ = {} end
 end

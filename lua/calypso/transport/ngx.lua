@@ -149,8 +149,11 @@ function M.new(core, opts)
       "Accept: application/json",
       "User-Agent: " .. ua,
    }, "\r\n")
-   local pool = opts.pool or ("calypso:" .. scheme .. "://" .. host .. ":" .. port
-      .. (insecure and ":noverify" or ""))
+   -- ngx_lua finds a pool by its name alone: the name carries the server and the trust
+   -- mode whatever the caller names it, so that no call rides on a connection to another
+   -- server or one opened without verification
+   local pool = (opts.pool and (opts.pool .. "|") or "calypso:") .. scheme .. "://" .. host .. ":"
+      .. port .. (insecure and ":noverify" or "")
    return setmetatable({
       core = core,
       scheme = scheme, host = host, port = port, tls_name = tls_name,
