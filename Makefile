@@ -12,6 +12,9 @@ LIBS        := -lcurl -lmbedcrypto
 
 SRC := $(wildcard src/*.c)
 HDR := $(wildcard src/*.h)
+# The one version source: src/version.h (purse._VERSION, the User-Agent); the release
+# rockspecs and CHANGELOG.md are checked against it (scripts/check-release.sh).
+VERSION := $(shell sed -n 's/^\#define CALYPSO_VERSION "\(.*\)"$$/\1/p' src/version.h)
 
 # Per-runtime headers and interpreters (Debian paths).
 lua_inc_5.1 := /usr/include/lua5.1
@@ -28,7 +31,8 @@ lua_bin_jit := luajit
 BUILD := build
 SO     = $(BUILD)/$(1)/calypso/purse.so
 
-.PHONY: all build deps demo test test-unit rock rock-build rock-install bench bench-rtt clean
+.PHONY: all build deps demo test test-unit rock rock-build rock-install-mock release-check version \
+        bench bench-rtt clean
 all: build
 
 deps:
@@ -48,16 +52,19 @@ demo: deps build
 test: deps build rock
 	sh scripts/test.sh
 
-# Proves the rockspec builds and installs (into build/rocks) and leaves nothing loadable in
-# the source tree.
+# Proves the two dev rockspecs build and install (into build/rocks): calypso-purse (the C core
+# and the Lua layer), then calypso-purse-mock (the mock modules and command), and that nothing
+# loadable is left in the source tree.
+ROCKS := luarocks --lua-version $(LUA_VERSION) --tree $(BUILD)/rocks
 rock:
 	@mkdir -p $(BUILD)
-	luarocks --lua-version $(LUA_VERSION) --tree $(BUILD)/rocks make --deps-mode=none \
+	{ $(ROCKS) make --deps-mode=none calypso-purse-scm-1.rockspec && \
+	  $(ROCKS) make --deps-mode=none calypso-purse-mock-scm-1.rockspec; } \
 	  >$(BUILD)/rock.log 2>&1 || { cat $(BUILD)/rock.log; exit 1; }
 	@test ! -e calypso/purse.so || { echo "rock: calypso/purse.so left in the tree"; exit 1; }
-	@echo "rock: calypso-purse installed into $(BUILD)/rocks for Lua $(LUA_VERSION)"
+	@echo "rock: calypso-purse and calypso-purse-mock installed into $(BUILD)/rocks for Lua $(LUA_VERSION)"
 
-# Called by luarocks (the rockspec's build.type "make") with its LUA_INCDIR, CFLAGS and the
+# Called by luarocks (calypso-purse's build.type "make") with its LUA_INCDIR, CFLAGS and the
 # external dependencies' directories: one compiler run, no objects, the module at a path no
 # package.cpath reaches (build/rock/purse.so), installed as calypso/purse.so.
 rock-build:
@@ -66,11 +73,22 @@ rock-build:
 	  $(if $(MBEDTLS_INCDIR),-I$(MBEDTLS_INCDIR)) -shared -o $(BUILD)/rock/purse.so $(SRC) \
 	  $(if $(CURL_LIBDIR),-L$(CURL_LIBDIR)) $(if $(MBEDTLS_LIBDIR),-L$(MBEDTLS_LIBDIR)) $(LIBS)
 
-# Called by luarocks after rock-build with BINDIR and LUA (the interpreter of this install):
-# the mock command under a name of its own per runtime (see the rockspec).
-rock-install:
+# Called by luarocks (calypso-purse-mock's install pass) with BINDIR and LUA (the interpreter of
+# this install): the mock command under a name of its own per runtime (see the rockspec).
+rock-install-mock:
 	install -d $(BINDIR)
 	install -m 755 bin/calypso-mock $(BINDIR)/calypso-mock-$(notdir $(LUA))
+
+# The version every part agrees on (src/version.h).
+version:
+	@echo $(VERSION)
+
+# The release rockspecs (rockspecs/*-$(VERSION)-1.rockspec) against src/version.h and
+# CHANGELOG.md, then each packed as a source rock from the committed tree and installed offline
+# (--deps-mode=none) into a temporary tree, where the module must load with this version and
+# the installed mock command must see it in the User-Agent (scripts/check-release.sh).
+release-check: build
+	sh scripts/check-release.sh $(LUA_VERSION)
 
 # Speed and memory figures against a private loopback nginx (see bench/bench.lua;
 # BENCH_PAIRS, BENCH_BURST, BENCH_MEMORY_CALLS, BENCH_MEMORY_SECONDS bound it).

@@ -11,8 +11,8 @@ description = {
    detailed = [[
       calypso.purse is a C module that signs every request with HMAC-SHA512
       (mbedTLS), sends it over a reused libcurl handle and returns Lua tables
-      (JSON via lua-cjson). calypso is a thin Lua layer on top, and
-      calypso.mock a stateful local Calypso server for offline tests.
+      (JSON via lua-cjson). calypso is a thin Lua layer on top. The local
+      Calypso mock for tests is a rock of its own, calypso-purse-mock.
    ]],
    license = "MIT",
    labels = { "payments", "crypto", "http", "openresty" },
@@ -21,7 +21,6 @@ description = {
 dependencies = {
    "lua >= 5.1, < 5.5",
    "lua-cjson >= 2.1.0",
-   "luasocket >= 3.0",   -- the bundled mock server only
 }
 
 external_dependencies = {
@@ -32,7 +31,7 @@ external_dependencies = {
    MBEDTLS = { header = "mbedtls/md.h", library = "mbedcrypto" },
 }
 
-test_dependencies = { "busted >= 2.0" }
+test_dependencies = { "busted >= 2.0", "calypso-purse-mock" }
 test = { type = "busted" }
 
 -- build.type "make": the Makefile's rock-build target compiles the C core into
@@ -50,23 +49,13 @@ build = {
       MBEDTLS_INCDIR = "$(MBEDTLS_INCDIR)",
       MBEDTLS_LIBDIR = "$(MBEDTLS_LIBDIR)",
    },
-   -- rock-install puts the mock command in as calypso-mock-<interpreter> (calypso-mock-lua5.4,
-   -- calypso-mock-lua5.1, ...): luarocks binds each command to the interpreter of its install,
-   -- and one name shared by several runtimes would be taken over by the last install (the
-   -- previous one renamed calypso-mock~).
-   install_target = "rock-install",
-   install_variables = { BINDIR = "$(BINDIR)", LUA = "$(LUA)" },
+   install_pass = false, -- everything is installed from the table below
    install = {
       lib = { ["calypso.purse"] = "build/rock/purse.so" },
       lua = {
          ["calypso"] = "lua/calypso/init.lua",
          ["calypso.retry"] = "lua/calypso/retry.lua",
          ["calypso.webhook"] = "lua/calypso/webhook.lua",
-         ["calypso.mock.webhooks"] = "lua/calypso/mock/webhooks.lua",
-         ["calypso.mock"] = "lua/calypso/mock/init.lua",
-         ["calypso.mock.server"] = "lua/calypso/mock/server.lua",
-         ["calypso.mock.state"] = "lua/calypso/mock/state.lua",
-         ["calypso.mock.json"] = "lua/calypso/mock/json.lua",
          ["calypso.http1"] = "lua/calypso/http1.lua",
          ["calypso.transport.ngx"] = "lua/calypso/transport/ngx.lua",
       },

@@ -32,8 +32,9 @@
 #include <curl/curl.h>
 #include <mbedtls/md.h>
 #include "hmac_state.h"
+#include "../src/version.h"
 
-#define USER_AGENT "calypso-purse/0.1.0"
+#define USER_AGENT "calypso-purse/" CALYPSO_VERSION
 
 static size_t sink(char *p, size_t size, size_t n, void *ud)
 {

@@ -3,7 +3,9 @@
 #   1. the busted suite on every installed runtime (5.4 first; 5.1, 5.2, 5.3, LuaJIT),
 #   2. the stages other scripts provide when present (nginx, sanitizers, valgrind,
 #      fuzz smoke), each a script under scripts/ that exits non-zero on failure,
-#   3. the quickstart from the installed rock.
+#   3. the quickstart from the installed rocks (make rock: calypso-purse and calypso-purse-mock),
+#   4. the release check: one version everywhere, the release rockspecs packed into source
+#      rocks and installed offline into a temporary tree (scripts/check-release.sh).
 # Ends with one line "N passed, N failed" over all busted runs.
 set -u
 cd "$(dirname "$0")/.."
@@ -51,6 +53,8 @@ done
 run_stage quickstart env \
   LUA_PATH="build/rocks/share/lua/5.4/?.lua;build/rocks/share/lua/5.4/?/init.lua;;" \
   LUA_CPATH="build/rocks/lib/lua/5.4/?.so;;" lua5.4 examples/quickstart.lua
+
+run_stage release sh scripts/check-release.sh 5.4
 
 echo
 if [ -n "$failed_stages" ]; then

@@ -1,6 +1,7 @@
 -- purse.new: option checking (programmer errors raise) and what tostring shows.
 local purse = require "calypso.purse"
 local helpers = require "support.helpers"
+local VERSION = require "support.version"
 
 local SECRET = "s3cr3t-that-must-never-show"
 local function opts(extra)
@@ -75,7 +76,7 @@ describe("purse.new options", function()
       assert.are.equal("purse/get-all", purse.operations.get_purses.path)
       assert.is_true(purse.operations.create_customer.writes)
       assert.is_false(purse.operations.get_customer.writes)
-      assert.are.equal("0.1.0", purse._VERSION)
+      assert.are.equal(VERSION, purse._VERSION)
    end)
 end)
 

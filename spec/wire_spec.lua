@@ -4,6 +4,7 @@ local purse = require "calypso.purse"
 local calypso = require "calypso"
 local mock = require "calypso.mock"
 local hmac = require "openssl.hmac"
+local VERSION = require "support.version"
 
 local UUID_PAT = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 local server, client
@@ -206,7 +207,7 @@ describe("the request on the wire", function()
       assert.are.equal(server.key, req.headers["key"])
       assert.are.equal("application/json", req.headers["content-type"])
       assert.are.equal("application/json", req.headers["accept"])
-      assert.are.equal("calypso-purse/0.1.0", req.headers["user-agent"])
+      assert.are.equal("calypso-purse/" .. VERSION, req.headers["user-agent"])
       -- the body is exactly: account, timestamp, payload, in that order
       local ts = req.body:match('^{"account":"0xc195df92dd9db2a8f28e597981f113d6e7582f8b","timestamp":(%d+),"payload":{')
       assert.truthy(ts, req.body)
@@ -225,7 +226,8 @@ describe("the request on the wire", function()
       local c2 = purse.new(o)
       assert(c2:create_customer{})
       c2:close()
-      assert.are.equal("calypso-purse/0.1.0 shop/1.2 (+ops@example.com)", last_request().headers["user-agent"])
+      assert.are.equal("calypso-purse/" .. VERSION .. " shop/1.2 (+ops@example.com)",
+         last_request().headers["user-agent"])
    end)
 
    it("sends the same head for any body size: these headers, in this order, no Expect", function()

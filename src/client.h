@@ -8,7 +8,7 @@
 #include "http.h"
 #include "sign.h"
 
-#define CALYPSO_VERSION "0.1.0"
+#include "version.h"
 #define CALYPSO_CLIENT_MT "calypso.purse.client"
 
 typedef struct calypso_client {
