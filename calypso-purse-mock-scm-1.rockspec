@@ -55,5 +55,7 @@ build = {
          ["calypso.mock.json"] = "lua/calypso/mock/json.lua",
          ["calypso.mock.webhooks"] = "lua/calypso/mock/webhooks.lua",
       },
+      -- LuaCATS annotations for editors (docs/reference.md, "Editors")
+      conf = { ["library/calypso/mock.lua"] = "library/calypso/mock.lua" },
    },
 }

@@ -60,5 +60,14 @@ build = {
          ["calypso.http1"] = "lua/calypso/http1.lua",
          ["calypso.transport.ngx"] = "lua/calypso/transport/ngx.lua",
       },
+      -- LuaCATS annotations for editors (docs/reference.md, "Editors")
+      conf = {
+         ["library/calypso.lua"] = "library/calypso.lua",
+         ["library/calypso/purse.lua"] = "library/calypso/purse.lua",
+         ["library/calypso/webhook.lua"] = "library/calypso/webhook.lua",
+         ["library/calypso/retry.lua"] = "library/calypso/retry.lua",
+         ["library/calypso/http1.lua"] = "library/calypso/http1.lua",
+         ["library/calypso/transport/ngx.lua"] = "library/calypso/transport/ngx.lua",
+      },
    },
 }
