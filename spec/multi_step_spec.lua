@@ -109,12 +109,12 @@ describe("multi max_in_flight", function()
    end)
 end)
 
-describe("the README's client:multi snippet", function()
+describe("the reference's client:multi example", function()
    it("runs as printed against the mock", function()
-      local f = assert(io.open("README.md"))
+      local f = assert(io.open("docs/reference.md"))
       local text = f:read("*a")
       f:close()
-      local section = assert(text:match("\n### client:multi\n(.-)\n### "), "no client:multi section")
+      local section = assert(text:match("\n## calypso.purse multi\n(.-)\n### "), "no multi section")
       local code = assert(section:match("```lua\n(.-)```"), "no lua block in the section")
       local out = helpers.run_lua(code, {
          CALYPSO_BASE_URL = server.url, CALYPSO_API_KEY = server.key,
