@@ -200,6 +200,23 @@ describe("the client object", function()
       c:close()
    end)
 
+   it("offers exactly its own methods and the listed pass-throughs, nothing else of the core", function()
+      local c = calypso.new(opts())
+      local core_mt = getmetatable(c.core).__index
+      local passed, missing = {}, {}
+      for name, f in pairs(core_mt) do
+         if type(f) == "function" and calypso.Client[name] == nil then
+            if c[name] ~= nil then passed[#passed + 1] = name else missing[#missing + 1] = name end
+         end
+      end
+      table.sort(passed)
+      assert.are.same({ "deadline", "failure", "finish", "last_status", "prepare", "prepare_http", "sign" },
+                      passed)
+      assert.are.same({}, missing)
+      assert.are.equal(purse.sign(server.secret, "x"), c:sign("x"))
+      c:close()
+   end)
+
    it("client:call refuses a method name where a path belongs", function()
       local c = calypso.new(opts())
       assert.has_error(function() c:call("get_customer", {}) end,

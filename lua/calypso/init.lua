@@ -343,23 +343,24 @@ end
 local Client = {}
 local client_mt = { __name = "calypso.client" }
 
--- Core methods this layer does not wrap (prepare, finish, failure, batch, multi, ...) are
--- reachable on the Lua client too and behave exactly as on the core (no retries, no hook).
-local delegates = {}
-function client_mt.__index(self, name)
+-- What a Lua client offers, in one place:
+--   wrapped (this file: retries, deadline, skew healing, on_event, transports): the ten
+--     operations, call, batch, multi, pages, transactions, ensure_customer, clock_offset,
+--     info, close (the Client table below);
+--   passed through to the core unchanged (no retries, no hook): PASS_THROUGH.
+local PASS_THROUGH = {}
+for _, name in ipairs({ "prepare", "prepare_http", "sign", "finish", "failure", "deadline",
+                        "last_status" }) do
+   PASS_THROUGH[name] = function(client, ...)
+      local c = client.core
+      return c[name](c, ...)
+   end
+end
+
+function client_mt.__index(_, name)
    local m = Client[name]
    if m ~= nil then return m end
-   local core = rawget(self, "core")
-   if type(name) ~= "string" or core == nil or type(core[name]) ~= "function" then return nil end
-   m = delegates[name]
-   if not m then
-      m = function(client, ...)
-         local c = client.core
-         return c[name](c, ...)
-      end
-      delegates[name] = m
-   end
-   return m
+   return PASS_THROUGH[name]
 end
 
 function client_mt.__tostring(self)
