@@ -120,12 +120,6 @@ local POSITIONAL = {
 -- nginx detection, sleeping, reporting
 ---------------------------------------------------------------------------------------------
 
--- Phases in which ngx.sleep (and cosockets) may yield.
-local YIELDABLE = {
-   rewrite = true, access = true, content = true, timer = true, preread = true,
-   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
-
 -- The ngx API table when running inside nginx (OpenResty), else nil.
 local function ngx_api()
    local n = package.loaded.ngx
@@ -134,10 +128,19 @@ local function ngx_api()
    return nil
 end
 
--- Waits without blocking nginx when it can (ngx.sleep in a yieldable phase).
+-- calypso.transport.ngx (required only inside nginx: plain Lua never needs it), or false when
+-- it cannot be loaded. Clients keep what it gave (ngx_module below).
+local function ngx_transport()
+   local ok, m = pcall(require, "calypso.transport.ngx")
+   return ok and type(m) == "table" and type(m.available) == "function" and m or false
+end
+
+-- Waits without blocking nginx when it can: ngx.sleep yields in exactly the phases where
+-- cosockets are allowed (the transport's list of them, kept in one place).
 local function sleep(seconds)
    local n = ngx_api()
-   if n and n.sleep and n.get_phase and YIELDABLE[n.get_phase()] then
+   local t = n and n.sleep and ngx_transport()
+   if t and t.available() then
       return n.sleep(seconds)
    end
    return purse_sleep(seconds)
@@ -185,12 +188,11 @@ local function curl_transport(core)
    }
 end
 
--- calypso.transport.ngx, loaded lazily (plain Lua never needs it); false when it is absent.
+-- The client's calypso.transport.ngx, loaded once.
 local function ngx_module(self)
    local mod = self._ngx_module
    if mod == nil then
-      local ok, m = pcall(require, "calypso.transport.ngx")
-      mod = ok and type(m) == "table" and type(m.available) == "function" and m or false
+      mod = ngx_transport()
       self._ngx_module = mod
    end
    return mod
