@@ -25,7 +25,7 @@ table.sort(M.ops)
 M.ops[#M.ops + 1] = "customer/get"
 M.ops[#M.ops + 1] = "/api/v1/customer-purse/customer/create"
 
---- Checks the (nil, message, err) contract of STYLE.md section 3. input: the bytes that
+--- Checks the (nil, message, err) contract (README, "Error handling"). input: the bytes that
 -- played the server (headers, body); when they hold the secret themselves, an echo of
 -- server text (err.date, err.api_message, ...) is not a leak, so the secret checks are off.
 function M.check_failure(res, msg, err, kinds, input)

@@ -1,7 +1,7 @@
 -- Hostile input from Lua: every public function called with wrong types, nil, 10 MiB strings,
 -- NUL bytes, invalid UTF-8, cyclic tables, sparse arrays, NaN and infinities, integers beyond
 -- 2^53, unknown fields and metatables whose every metamethod raises. Each call either raises a
--- clear error (programmer errors, STYLE.md section 3) or returns nil, message, err; nothing
+-- clear error (programmer errors, CONTRIBUTING.md) or returns nil, message, err; nothing
 -- crashes, and the mock sees exactly one request per call that returned a result: no
 -- half-sent request, ever.
 local purse = require "calypso.purse"

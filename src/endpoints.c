@@ -1,6 +1,6 @@
-/* endpoints.c: field lists as documented in REFERENCE.md §2 (camelCase, exactly
- * as the API spells them). Where the docs are silent we follow the documented
- * safe assumption (README, "Assumptions"). */
+/* endpoints.c: field lists as documented by the API (camelCase, exactly as
+ * the API spells them; docs/calypso-api.md, "Operations"). Where the API's
+ * documentation is silent we follow the safe assumption written down there. */
 #include <stddef.h>
 #include "endpoints.h"
 

@@ -1,4 +1,4 @@
-/* errors.h: the runtime-failure triple `nil, message, err` (STYLE.md §3).
+/* errors.h: the runtime-failure triple `nil, message, err` (README, "Error handling").
  * message is one readable line; err is a table with at least `kind`. Nothing
  * here ever sees the secret: only kinds, statuses, codes and server text. */
 #ifndef CALYPSO_ERRORS_H

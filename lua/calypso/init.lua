@@ -198,7 +198,7 @@ local function ngx_module(self)
    return mod
 end
 
--- The transport for this call, or nil and why (see the README, "Transports").
+-- The transport for this call, or nil and why (docs/openresty.md, "Which transport, in which phase").
 local function pick_transport(self)
    local mode = self._transport
    if mode == "curl" then return self._curl end
@@ -939,7 +939,7 @@ end
 -- "created": this call created it; "recovered": the create's answer was lost and a second
 -- lookup found it), or nil, message, err. Creates at most once per call: after a create that
 -- may have been applied it looks up again instead of creating again (err.after_lookup =
--- "absent" or "failed" says how that went). See the README, "client:ensure_customer".
+-- "absent" or "failed" says how that went). See docs/reference.md, "client:ensure_customer".
 function Client:ensure_customer(fields)
    check_self(self, "ensure_customer")
    if type(fields) == "string" then fields = { externalId = fields } end
