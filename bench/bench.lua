@@ -209,10 +209,10 @@ local ok, err = pcall(function()
       instr = {}
       local function refs(cmd, n)
          local env, rest = cmd:match("^([%u_]+='[^']*') (.*)$")   -- LUA_CPATH='...' goes first
-         local out = sh(("%s valgrind --tool=callgrind --callgrind-out-file=/dev/null %s")
-                        :format(env or "", (rest or cmd):format(n)))
-         local digits = (out:match("I%s+refs:%s+([%d,]+)") or ""):gsub(",", "")
-         return tonumber(digits) or error("callgrind: " .. out)
+         local text = sh(("%s valgrind --tool=callgrind --callgrind-out-file=/dev/null %s")
+                         :format(env or "", (rest or cmd):format(n)))
+         local digits = (text:match("I%s+refs:%s+([%d,]+)") or ""):gsub(",", "")
+         return tonumber(digits) or error("callgrind: " .. text)
       end
       local floor_refs
       for _, c in ipairs{ { "C floor, HTTP", FLOOR, true }, { "C floor, profiled, HTTP", FLOOR_TUNED },
@@ -234,8 +234,8 @@ local ok, err = pcall(function()
       end
       -- OpenResty: one nginx worker under callgrind runs the loop (bench/openresty_instr.sh)
       local function nginx_refs(mode, n)
-         local out = sh(("sh bench/openresty_instr.sh %s %d %d"):format(mode, n, http_port))
-         return tonumber(out:match("refs=(%d+)")) or error("openresty_instr: " .. out)
+         local text = sh(("sh bench/openresty_instr.sh %s %d %d"):format(mode, n, http_port))
+         return tonumber(text:match("refs=(%d+)")) or error("openresty_instr: " .. text)
       end
       for _, c in ipairs{ { "OpenResty: cosocket loop, same signing", "raw", true },
                           { "OpenResty: calypso.transport.ngx", "transport" } } do

@@ -145,7 +145,7 @@ describe("client:multi", function()
       for i = 1, 3 do ids[i] = assert(m:start("get_customer", { customerId = customers[i].id })) end
       local bad, msg, err = m:start("get_customer", { customerId = 5 })
       assert.is_nil(bad)
-      assert.are.equal("invalid", err.kind)
+      assert.are.equal("invalid", err.kind, msg)
       assert.are.equal(3, m:pending())
       local t0 = purse.now()
       assert.are.equal(0, m:poll(0))

@@ -27,7 +27,7 @@ describe("client:deadline", function()
       local res, msg, err = client:get_customer{ customerId = customer.id }
       local elapsed = purse.now() - t0
       assert.is_nil(res)
-      assert.are.equal("timeout", err.kind)
+      assert.are.equal("timeout", err.kind, msg)
       assert.is_true(err.sent)
       assert.is_true(elapsed < 2.5, ("waited %.2f s, past the 0.3 s deadline"):format(elapsed))
    end)

@@ -119,7 +119,7 @@ describe("transport failures", function()
       local c = purse.new(opts{ max_response_size = 1024 })
       server:fault{ mode = "raw", status = 200, body = '{"pad":"' .. string.rep("x", 4096) .. '"}' }
       local res, msg, e = c:get_customer{ customerId = customer.id }
-      local err = expect_failure(res, msg, e, "too_large")
+      expect_failure(res, msg, e, "too_large")
       assert.truthy(msg:find("max_response_size (1024 bytes)", 1, true), msg)
       still_works(c)
       c:close()

@@ -268,8 +268,8 @@ describe("hostile input", function()
             local p = {}
             for k, x in pairs(base) do p[k] = x end
             p[opt] = bad
-            local kind, msg = outcome("new{" .. opt .. "=bad}", purse.new, p)
-            assert.are.equal("raised", kind, opt)
+            local how, msg = outcome("new{" .. opt .. "=bad}", purse.new, p)
+            assert.are.equal("raised", how, opt)
             assert.truthy(msg:find("'" .. opt .. "'", 1, true) or msg:find(opt, 1, true), msg)
          end
       end

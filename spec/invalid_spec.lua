@@ -92,6 +92,7 @@ describe("invalid payloads", function()
       local keys = {}
       for i = 1, 100000 do keys["k" .. i] = true end
       res, msg, err = client:call("customer/get", keys)
+      assert.is_nil(res, msg)
       assert.are.equal("invalid", err.kind, msg)
       call_invalid(cyclic, string.rep("self.", 15) .. "self: tables nested too deeply (or a cycle)")
       if math.type then

@@ -80,7 +80,7 @@ describe("calypso.new options", function()
 end)
 
 describe("calypso.new numeric ranges (issue 12)", function()
-   local function refused(name, value, want)
+   local function refused(name, value)
       local ok, e = pcall(calypso.new, opts{ [name] = value })
       assert.is_false(ok, name .. " = " .. tostring(value) .. " was accepted")
       return e

@@ -126,7 +126,7 @@ for _, scheme in ipairs({ "http", "https" }) do
       teardown(function() if w then w:stop() end end)
 
       it("every request gets its own answer, before and after a worker is killed -9 and respawned", function()
-         local v1, p1 = load(w, ids, "before")
+         local v1 = load(w, ids, "before")
          local before = children(w.pid)
          assert.are.equal(2, #before)
          os.execute("kill -9 " .. tonumber(before[1]))
@@ -137,7 +137,7 @@ for _, scheme in ipairs({ "http", "https" }) do
             after = children(w.pid)
          until (#after == 2 and after[1] ~= before[1] and after[2] ~= before[1]) or socket.gettime() > stop
          print("    workers before: " .. table.concat(before, ",") .. " after: " .. table.concat(after, ","))
-         local v2, p2 = load(w, ids, "after")
+         local v2 = load(w, ids, "after")
          -- a reload: the master runs init_by_lua again in a new Lua VM (the old one is closed in
          -- the master: its client's __gc runs there) and forks new workers
          local old = children(w.pid)

@@ -54,7 +54,7 @@ describe("customers", function()
       assert.are.same(c, assert(client:get_customer{ customerId = c.id }))
       local res, msg, err = client:get_customer{ customerId = "00000000-0000-4000-8000-000000000000" }
       assert.is_nil(res)
-      assert.are.equal("api", err.kind)
+      assert.are.equal("api", err.kind, msg)
       assert.are.equal("004", err.code)
       assert.are.equal(400, err.status)
    end)
@@ -253,9 +253,9 @@ describe("the request on the wire", function()
                              - #server.account)
       for extra = 0, 1 do
          assert(client:create_customer{ description = pad .. ("e"):rep(extra) })
-         local req = last_request()
-         assert.are.equal(1024 + extra, #req.body)
-         assert.are.same(head, req.header_names)
+         local r = last_request()
+         assert.are.equal(1024 + extra, #r.body)
+         assert.are.same(head, r.header_names)
       end
    end)
 

@@ -48,7 +48,7 @@ function M.main(opts)
    end
    local function serve(c)
       c:settimeout(2)
-      local line, err = c:receive("*l")
+      local line = c:receive("*l")
       if not line then return drop(c) end
       local len = 0
       repeat
