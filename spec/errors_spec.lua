@@ -154,7 +154,8 @@ describe("HTTP and decode failures", function()
       { "JSON null", { mode = "raw", status = 200, body = "null" } },
       { "an empty body", { mode = "raw", status = 200, body = "" } },
       { "NaN (not JSON)", { mode = "raw", status = 200, body = '{"amount":NaN}' } },
-      { "nesting beyond 64 levels", { mode = "raw", status = 200, body = string.rep("[", 100) .. string.rep("]", 100) } },
+      { "nesting beyond 64 levels",
+        { mode = "raw", status = 200, body = string.rep("[", 100) .. string.rep("]", 100) } },
    }
    for _, case in ipairs(decode_cases) do
       it("decode: " .. case[1], function()

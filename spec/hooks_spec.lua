@@ -87,7 +87,8 @@ describe("on_event", function()
       c:get_customer("00000000-0000-4000-8000-000000000000")
       assert.are.equal(1, #events)
       assert.are.same({ false, true, "api", "004", 400, "not transient" },
-                      { events[1].ok, events[1].final, events[1].kind, events[1].code, events[1].status, events[1].reason })
+                      { events[1].ok, events[1].final, events[1].kind, events[1].code, events[1].status,
+                        events[1].reason })
       assert.is_nil(events[1].retry)
       c:close()
    end)
@@ -97,7 +98,8 @@ describe("on_event", function()
       local c = new_client{ on_event = function(ev) events[#events + 1] = ev end }
       local res, msg = c:get_customer{ customerId = "nope" }
       assert.is_nil(res)
-      assert.are.same({ "invalid", 1, true, msg }, { events[1].kind, events[1].attempt, events[1].final, events[1].message })
+      assert.are.same({ "invalid", 1, true, msg },
+                      { events[1].kind, events[1].attempt, events[1].final, events[1].message })
       c:close()
    end)
 
@@ -135,7 +137,8 @@ describe("on_event", function()
       stdio.stderr = stderr
       assert(ok, err)
       assert.are.equal(3, calls)
-      assert.are.same({ "calypso: the on_event hook raised (reported once per client; calls go on): hook bug\n" }, lines)
+      assert.are.same({ "calypso: the on_event hook raised (reported once per client; calls go on): hook bug\n" },
+                      lines)
    end)
 
    it("no hook, no events: calls work the same", function()

@@ -96,7 +96,8 @@ for _, scheme in ipairs({ "http", "https" }) do
         local c = package.loaded["rv_client"]
         local id = ngx.var.arg_id
         local res, msg = c:get_customer{ customerId = id }
-        ngx.say(res and (res.id == id and "own" or "other") or ("failed:" .. tostring(msg):gsub("%s", "_")), " ", ngx.worker.pid())
+        ngx.say(res and (res.id == id and "own" or "other") or ("failed:" .. tostring(msg):gsub("%s", "_")), " ",
+                ngx.worker.pid())
       }
     }
     location /own_multi {
@@ -108,7 +109,8 @@ for _, scheme in ipairs({ "http", "https" }) do
         while not m:done(n) and ngx.now() < stop do m:poll(0.05); ngx.update_time() end
         local res, msg = nil, "never finished"
         if m:done(n) then res, msg = m:result(n) end
-        ngx.say(res and (res.id == id and "own" or "other") or ("failed:" .. tostring(msg):gsub("%s", "_")), " ", ngx.worker.pid())
+        ngx.say(res and (res.id == id and "own" or "other") or ("failed:" .. tostring(msg):gsub("%s", "_")), " ",
+                ngx.worker.pid())
       }
     }
     location /own_batch {

@@ -112,7 +112,8 @@ describe("client:transactions", function()
 
    it("starts at the given pageNumber and accepts a bare customer id", function()
       local c, txs = new_customer(7)
-      assert.are.same({ txs[6], txs[7] }, collect(client:transactions{ customerId = c.id, pageSize = 5, pageNumber = 1 }))
+      assert.are.same({ txs[6], txs[7] },
+                      collect(client:transactions{ customerId = c.id, pageSize = 5, pageNumber = 1 }))
       assert.are.same(txs, collect(client:transactions(c.id)))
    end)
 
@@ -195,8 +196,8 @@ describe("client:transactions", function()
 
    it("raises instead of looping on a server that keeps answering the same page", function()
       local c, txs = new_customer(2)
-      local body = ('{"result":[{"id":"%s","amount":1},{"id":"%s","amount":2}],"page":0,"size":2,"total":5,"totalElements":10}')
-         :format(txs[1].id, txs[2].id)
+      local body = ('{"result":[{"id":"%s","amount":1},{"id":"%s","amount":2}],'
+                    .. '"page":0,"size":2,"total":5,"totalElements":10}'):format(txs[1].id, txs[2].id)
       server:fault{ mode = "raw", status = 200, body = body, count = 50 }
       local seen = 0
       local ok, err = pcall(function()
