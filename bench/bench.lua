@@ -78,7 +78,8 @@ local OR = ("http://127.0.0.1:%d/loop?port=%d&n=%%d&mode="):format(or_port, http
 local FLOOR = ("bench/floor %s/api/v1/customer-purse/customer/get %s %s %%s"):format(HTTP, KEY, SECRET)
 -- the floor after the fixes the module makes: URL parsed once, HMAC hash states precomputed,
 -- less libcurl work per transfer for the same request bytes
-local FLOOR_TUNED = ("bench/floor --curlu --hmac-state --lean-headers %s/api/v1/customer-purse/customer/get %s %s %%s"):format(HTTP, KEY, SECRET)
+local FLOOR_TUNED = ("bench/floor --curlu --hmac-state --lean-headers "
+                     .. "%s/api/v1/customer-purse/customer/get %s %s %%s"):format(HTTP, KEY, SECRET)
 local MODULE54 = ("%s lua5.4 bench/module.lua %s %s %s %%s"):format(CPATH54, HTTP, KEY, SECRET)
 local MODULEJIT = ("%s luajit bench/module.lua %s %s %s %%s"):format(CPATHJIT, HTTP, KEY, SECRET)
 local PEER = ("luajit bench/peer_luacurl.lua %s %s %s %%s"):format(HTTP, KEY, SECRET)
@@ -198,7 +199,8 @@ local ok, err = pcall(function()
    for ms in out:gmatch("batch=([%d.]+)") do batch.ms[#batch.ms + 1] = tonumber(ms) end
    batch.sequential = tonumber(out:match("sequential=([%d.]+)"))
    if MEMORY_CALLS > 0 then
-      out = sh(("%s lua5.4 bench/memory.lua %s %s %s %d %d"):format(CPATH54, HTTP, KEY, SECRET, MEMORY_CALLS, MEMORY_SECONDS))
+      out = sh(("%s lua5.4 bench/memory.lua %s %s %s %d %d"):format(CPATH54, HTTP, KEY, SECRET,
+                                                                      MEMORY_CALLS, MEMORY_SECONDS))
       local n, secs, a, b = out:match("calls=(%d+) seconds=([%d.]+) rss_start_kib=(%d+) rss_end_kib=(%d+)")
       assert(n, "memory: unexpected output: " .. out)
       memory = { calls = tonumber(n), seconds = tonumber(secs), start = tonumber(a), finish = tonumber(b) }
@@ -209,10 +211,10 @@ local ok, err = pcall(function()
       instr = {}
       local function refs(cmd, n)
          local env, rest = cmd:match("^([%u_]+='[^']*') (.*)$")   -- LUA_CPATH='...' goes first
-         local out = sh(("%s valgrind --tool=callgrind --callgrind-out-file=/dev/null %s")
-                        :format(env or "", (rest or cmd):format(n)))
-         local digits = (out:match("I%s+refs:%s+([%d,]+)") or ""):gsub(",", "")
-         return tonumber(digits) or error("callgrind: " .. out)
+         local text = sh(("%s valgrind --tool=callgrind --callgrind-out-file=/dev/null %s")
+                         :format(env or "", (rest or cmd):format(n)))
+         local digits = (text:match("I%s+refs:%s+([%d,]+)") or ""):gsub(",", "")
+         return tonumber(digits) or error("callgrind: " .. text)
       end
       local floor_refs
       for _, c in ipairs{ { "C floor, HTTP", FLOOR, true }, { "C floor, profiled, HTTP", FLOOR_TUNED },
@@ -230,12 +232,13 @@ local ok, err = pcall(function()
       sign_instr = {}
       for _, way in ipairs{ "floor", "sha512", "md_hmac_reset", "md_hmac", "calypso" } do
          local cmd = "bench/sign --only " .. way .. " %d"
-         sign_instr[#sign_instr + 1] = { name = way, per_call = (refs(cmd, INSTR_CALLS * 10 + 1) - refs(cmd, 1)) / (INSTR_CALLS * 10) }
+         sign_instr[#sign_instr + 1] = {
+            name = way, per_call = (refs(cmd, INSTR_CALLS * 10 + 1) - refs(cmd, 1)) / (INSTR_CALLS * 10) }
       end
       -- OpenResty: one nginx worker under callgrind runs the loop (bench/openresty_instr.sh)
       local function nginx_refs(mode, n)
-         local out = sh(("sh bench/openresty_instr.sh %s %d %d"):format(mode, n, http_port))
-         return tonumber(out:match("refs=(%d+)")) or error("openresty_instr: " .. out)
+         local text = sh(("sh bench/openresty_instr.sh %s %d %d"):format(mode, n, http_port))
+         return tonumber(text:match("refs=(%d+)")) or error("openresty_instr: " .. text)
       end
       for _, c in ipairs{ { "OpenResty: cosocket loop, same signing", "raw", true },
                           { "OpenResty: calypso.transport.ngx", "transport" } } do
@@ -270,7 +273,8 @@ local function quartiles(t)
    return at(0.5), at(0.25), at(0.75)
 end
 for _, pl in ipairs(placements) do
-   print(("%s: clients and the server's nginx worker on %s; %d pairs of bursts of %d sequential keep-alive calls per contender (%d starts), each contender alternating with its floor, loopback nginx, %s")
+   print(("%s: clients and the server's nginx worker on %s; %d pairs of bursts of %d sequential keep-alive "
+          .. "calls per contender (%d starts), each contender alternating with its floor, loopback nginx, %s")
          :format(pl.name, pl.cpu == 0 and "CPU 0" or "CPU 1 and CPU 0", per_segment * RESTARTS, BURST,
                  RESTARTS, os.date("!%Y-%m-%d")))
    print(("%-52s %8s %7s %21s %21s"):format("contender", "calls/s", "CPU us", "x floor (q1-q3)", "CPU x (q1-q3)"))

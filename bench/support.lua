@@ -42,7 +42,8 @@ function M.ca(extra_san)
          "-keyout ca.key -out ca.pem && " ..
          "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout srv.key -out srv.csr && " ..
          "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost%s' > ext.cnf && " ..
-         "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out srv.pem) >/dev/null 2>&1")
+         "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 " ..
+         "-extfile ext.cnf -out srv.pem) >/dev/null 2>&1")
         :format(certs, extra_san or ""))
    M.sh("chmod 755 " .. certs .. " && chmod 644 " .. certs .. "/*")
    return certs

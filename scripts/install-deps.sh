@@ -14,6 +14,7 @@ PKGS="
   valgrind clang libclang-rt-14-dev
   lua-curl lua-http
   lua-sec
+  lua-check
 "
 
 missing=""

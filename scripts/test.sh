@@ -1,7 +1,7 @@
 #!/bin/sh
 # The whole test run behind `make test` (after deps, build and the rock check):
 #   1. the busted suite on every installed runtime (5.4 first; 5.1, 5.2, 5.3, LuaJIT),
-#   2. the stages other scripts provide when present (nginx, sanitizers, valgrind,
+#   2. the stages other scripts provide when present (lint, nginx, sanitizers, valgrind,
 #      fuzz smoke), each a script under scripts/ that exits non-zero on failure,
 #   3. the quickstart from the installed rocks (make rock: calypso-purse and calypso-purse-mock),
 #   4. the release check: one version everywhere, the release rockspecs packed into source
@@ -46,7 +46,7 @@ for v in 5.4 5.1 5.2 5.3 jit; do
   count "$log"
 done
 
-for stage in test-nginx sanitize valgrind fuzz-smoke check-docs; do
+for stage in lint test-nginx sanitize valgrind fuzz-smoke check-docs; do
   [ -f "scripts/$stage.sh" ] && run_stage "$stage" sh "scripts/$stage.sh"
 done
 

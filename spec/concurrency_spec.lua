@@ -38,7 +38,8 @@ describe("client:batch", function()
       assert.is_nil(results[7].value)
       assert.are.equal("invalid", results[7].err.kind)
       assert.are.equal("calypso: get_customer: customerId: must be a UUID (8-4-4-4-12 hex digits)", results[7].message)
-      assert.are.same({ "api", "004", "get_transaction" }, { results[8].err.kind, results[8].err.code, results[8].err.op })
+      assert.are.same({ "api", "004", "get_transaction" },
+                      { results[8].err.kind, results[8].err.code, results[8].err.op })
       assert.are.same(customers[3], results[9].value)
       assert.are.same(assert(client:get_address{ customerId = customers[2].id, currency = "ETH" }), results[10].value)
    end)
@@ -89,7 +90,8 @@ describe("client:batch checks every entry before the first call starts", functio
       local before = #server:requests()
       local cases = {
          { { "create_customer", { email = "first@example.com" } }, { "not a path!", {} },
-           "calypso.purse: batch entry 2: op is neither a method name nor a path (path may only hold letters, digits and / - _ .)" },
+           "calypso.purse: batch entry 2: op is neither a method name nor a path "
+              .. "(path may only hold letters, digits and / - _ .)" },
          { { "create_customer", { email = "first@example.com" } }, { "../admin", {} },
            "calypso.purse: batch entry 2: op is neither a method name nor a path (path must not contain '..')" },
          { { "create_customer", { email = "first@example.com" } }, { "get_customer", "nope" },
@@ -128,7 +130,8 @@ describe("argument errors name the method on every call path", function()
       ok, err = pcall(client.call, client, "bad path!", {})
       assert.truthy(not ok and err:find("bad argument #1 to 'call' (path may only hold", 1, true), err)
       ok, err = pcall(client.batch, client, {}, 0)
-      assert.truthy(not ok and err:find("bad argument #2 to 'batch' (max_in_flight must be from 1 to 1024)", 1, true), err)
+      assert.truthy(not ok and err:find("bad argument #2 to 'batch' (max_in_flight must be from 1 to 1024)", 1, true),
+                    err)
       ok, err = pcall(client.get_customer, "not a client", {})
       assert.truthy(not ok and err:find("calling 'get_customer' on bad self", 1, true), err)
       ok, err = pcall(m.poll, m, -1)
@@ -145,7 +148,7 @@ describe("client:multi", function()
       for i = 1, 3 do ids[i] = assert(m:start("get_customer", { customerId = customers[i].id })) end
       local bad, msg, err = m:start("get_customer", { customerId = 5 })
       assert.is_nil(bad)
-      assert.are.equal("invalid", err.kind)
+      assert.are.equal("invalid", err.kind, msg)
       assert.are.equal(3, m:pending())
       local t0 = purse.now()
       assert.are.equal(0, m:poll(0))

@@ -27,7 +27,7 @@ describe("client:deadline", function()
       local res, msg, err = client:get_customer{ customerId = customer.id }
       local elapsed = purse.now() - t0
       assert.is_nil(res)
-      assert.are.equal("timeout", err.kind)
+      assert.are.equal("timeout", err.kind, msg)
       assert.is_true(err.sent)
       assert.is_true(elapsed < 2.5, ("waited %.2f s, past the 0.3 s deadline"):format(elapsed))
    end)
@@ -76,7 +76,8 @@ describe("connect_timeout", function()
                            connect_timeout = 0.3, timeout = 30 }
       for _, op in ipairs{ "get_customer", "create_customer" } do   -- a read and a write
          local t0 = purse.now()
-         local res, msg, err = c[op](c, op == "get_customer" and { customerId = "3fa85f64-5717-4562-b3fc-2c963f66afa6" } or {})
+         local res, msg, err = c[op](c, op == "get_customer"
+                                        and { customerId = "3fa85f64-5717-4562-b3fc-2c963f66afa6" } or {})
          local elapsed = purse.now() - t0
          assert.is_nil(res)
          assert.are.same({ "timeout", false, true }, { err.kind, err.sent, err.retryable })

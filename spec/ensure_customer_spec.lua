@@ -146,7 +146,8 @@ describe("client:ensure_customer", function()
       assert.are.same({ again }, customers_with("u-8"))
    end)
 
-   it("window: the create fails before being sent (connection refused) -> its failure after retries, nothing created", function()
+   it("window: the create fails before being sent (connection refused) -> its failure after retries, "
+      .. "nothing created", function()
       local client = new_client()
       server:fault{ mode = "refuse", seconds = 1 }  -- the lookup is answered, then no new connection
       local c, _, err = client:ensure_customer{ externalId = "u-9" }

@@ -119,7 +119,7 @@ describe("transport failures", function()
       local c = purse.new(opts{ max_response_size = 1024 })
       server:fault{ mode = "raw", status = 200, body = '{"pad":"' .. string.rep("x", 4096) .. '"}' }
       local res, msg, e = c:get_customer{ customerId = customer.id }
-      local err = expect_failure(res, msg, e, "too_large")
+      expect_failure(res, msg, e, "too_large")
       assert.truthy(msg:find("max_response_size (1024 bytes)", 1, true), msg)
       still_works(c)
       c:close()
@@ -154,7 +154,8 @@ describe("HTTP and decode failures", function()
       { "JSON null", { mode = "raw", status = 200, body = "null" } },
       { "an empty body", { mode = "raw", status = 200, body = "" } },
       { "NaN (not JSON)", { mode = "raw", status = 200, body = '{"amount":NaN}' } },
-      { "nesting beyond 64 levels", { mode = "raw", status = 200, body = string.rep("[", 100) .. string.rep("]", 100) } },
+      { "nesting beyond 64 levels",
+        { mode = "raw", status = 200, body = string.rep("[", 100) .. string.rep("]", 100) } },
    }
    for _, case in ipairs(decode_cases) do
       it("decode: " .. case[1], function()

@@ -77,7 +77,8 @@ for _, scheme in ipairs({ "http", "https" }) do
             assert.are.equal(0, #after)
          end)
 
-         it("a write in flight (" .. how .. " in the child): the parent gets the answer of the write it made", function()
+         it("a write in flight (" .. how .. " in the child): the parent gets the answer of the write it made",
+            function()
             local server = servers[scheme]
             local c = client(server)
             local m = c:multi()
@@ -98,7 +99,9 @@ for _, scheme in ipairs({ "http", "https" }) do
             local res, msg
             local err
             if done then res, msg, err = m:result(n) end
-            if err then msg = msg .. " (sent=" .. tostring(err.sent) .. ", retryable=" .. tostring(err.retryable) .. ")" end
+            if err then
+               msg = msg .. " (sent=" .. tostring(err.sent) .. ", retryable=" .. tostring(err.retryable) .. ")"
+            end
             local made = 0
             for _, cu in ipairs(server:customers().customers) do
                if cu.email == email then made = made + 1 end
@@ -136,7 +139,9 @@ for _, scheme in ipairs({ "http", "https" }) do
             end)
             local f = io.open(out, "w")
             if f then
-               f:write(ok and (res and ("ok " .. tostring(res.id)) or (tostring(msg) .. " sent=" .. tostring(err and err.sent))) or ("error " .. tostring(res)))
+               f:write(ok and (res and ("ok " .. tostring(res.id))
+                                   or (tostring(msg) .. " sent=" .. tostring(err and err.sent)))
+                       or ("error " .. tostring(res)))
                f:close()
             end
             unistd._exit(0)

@@ -2,7 +2,6 @@
 -- value or (unless hook_bodies) the bodies; a hook that raises never breaks the call. And the
 -- secret and signatures never reach any message or tostring either.
 local calypso = require "calypso"
-local purse = require "calypso.purse"
 local mock = require "calypso.mock"
 local socket = require "socket"
 
@@ -88,7 +87,8 @@ describe("on_event", function()
       c:get_customer("00000000-0000-4000-8000-000000000000")
       assert.are.equal(1, #events)
       assert.are.same({ false, true, "api", "004", 400, "not transient" },
-                      { events[1].ok, events[1].final, events[1].kind, events[1].code, events[1].status, events[1].reason })
+                      { events[1].ok, events[1].final, events[1].kind, events[1].code, events[1].status,
+                        events[1].reason })
       assert.is_nil(events[1].retry)
       c:close()
    end)
@@ -98,7 +98,8 @@ describe("on_event", function()
       local c = new_client{ on_event = function(ev) events[#events + 1] = ev end }
       local res, msg = c:get_customer{ customerId = "nope" }
       assert.is_nil(res)
-      assert.are.same({ "invalid", 1, true, msg }, { events[1].kind, events[1].attempt, events[1].final, events[1].message })
+      assert.are.same({ "invalid", 1, true, msg },
+                      { events[1].kind, events[1].attempt, events[1].final, events[1].message })
       c:close()
    end)
 
@@ -122,8 +123,10 @@ describe("on_event", function()
 
    it("a hook that raises does not break the call (reported once on stderr)", function()
       local calls, lines = 0, {}
-      local stderr = io.stderr
-      io.stderr = { write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end }
+      -- io.stderr swapped for a recorder (through the io library as a local) and put back below
+      local stdio = require("io")
+      local stderr = stdio.stderr
+      stdio.stderr = { write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end }
       local ok, err = pcall(function()
          local c = new_client{ on_event = function() calls = calls + 1; error("hook bug", 0) end }
          local customer = assert(c:create_customer{ email = "still@example.com" })
@@ -131,10 +134,11 @@ describe("on_event", function()
          assert.are.same(customer, assert(c:get_customer(customer.id)))
          c:close()
       end)
-      io.stderr = stderr
+      stdio.stderr = stderr
       assert(ok, err)
       assert.are.equal(3, calls)
-      assert.are.same({ "calypso: the on_event hook raised (reported once per client; calls go on): hook bug\n" }, lines)
+      assert.are.same({ "calypso: the on_event hook raised (reported once per client; calls go on): hook bug\n" },
+                      lines)
    end)
 
    it("no hook, no events: calls work the same", function()

@@ -143,7 +143,8 @@ describe("hostile input", function()
          if type(v) ~= "number" then   -- numbers are coerced to paths like "0" (a valid path)
             assert.are.equal("raised", (via_client("call path " .. name, client.call, client, v, {})))
          end
-         local kind = via_client("call payload " .. name, client.call, client, "customer/get", { customerId = customer.id, x = v })
+         local kind = via_client("call payload " .. name, client.call, client, "customer/get",
+                                 { customerId = customer.id, x = v })
          if name ~= "nil" and name ~= "true" and name ~= "zero" and name ~= "negative" and name ~= "empty"
             and name ~= "null" and name ~= "table" and name ~= "nul" and name ~= "2^53+2"
             and name ~= "hostile" and name ~= "hostile_empty" then
@@ -159,7 +160,8 @@ describe("hostile input", function()
          if body then
             assert.is_true(purse.verify(server.secret, body, sign))
          else
-            assert.are.equal("invalid", select(3, client:prepare("get_customer", { customerId = UUID, extra = v })).kind)
+            assert.are.equal("invalid",
+               select(3, client:prepare("get_customer", { customerId = UUID, extra = v })).kind)
          end
          if type(v) ~= "string" and type(v) ~= "number" then
             assert.are.equal("raised", (outcome("prepare op " .. name, client.prepare, client, v, {})))
@@ -181,7 +183,8 @@ describe("hostile input", function()
                select(3, client:prepare_http("get_customer", { customerId = UUID, extra = v }, "Host: x")).kind)
          end
          if type(v) ~= "string" and type(v) ~= "number" then
-            assert.are.equal("raised", (outcome("prepare_http op " .. name, client.prepare_http, client, v, {}, "Host: x")))
+            assert.are.equal("raised",
+               (outcome("prepare_http op " .. name, client.prepare_http, client, v, {}, "Host: x")))
             assert.are.equal("raised", (outcome("prepare_http head " .. name, client.prepare_http, client,
                                                 "get_customer", { customerId = UUID }, v)))
          end
@@ -268,8 +271,8 @@ describe("hostile input", function()
             local p = {}
             for k, x in pairs(base) do p[k] = x end
             p[opt] = bad
-            local kind, msg = outcome("new{" .. opt .. "=bad}", purse.new, p)
-            assert.are.equal("raised", kind, opt)
+            local how, msg = outcome("new{" .. opt .. "=bad}", purse.new, p)
+            assert.are.equal("raised", how, opt)
             assert.truthy(msg:find("'" .. opt .. "'", 1, true) or msg:find(opt, 1, true), msg)
          end
       end

@@ -13,8 +13,8 @@ local function fake(steps)
    local s = { t = 0, delivered = 0, reads = 0 }
    local pending, timeout
    function s.now() return s.t end
-   function s:settimeout(ms) timeout = ms / 1000 end
-   function s:receiveany(max)
+   function s.settimeout(_, ms) timeout = ms / 1000 end
+   function s.receiveany(_, max)
       assert(timeout, "read before a timeout was set")
       assert(type(max) == "number" and max >= 1, "receiveany needs a size")
       s.reads = s.reads + 1
@@ -119,16 +119,20 @@ describe("calypso.http1", function()
       assert.is_true(close_of("ok_to_close_http10"))
       assert.is_true(close_of("extra_bytes_after_body"))
       assert.is_true(close_of("te_chunked_and_content_length"))
-      local _, res = read_case({ timeout = 5, steps = { "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}" } })
+      local _, res = read_case({ timeout = 5,
+                                 steps = { "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}" } })
       assert.is_true(res.close)
-      _, res = read_case({ timeout = 5, steps = { "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}" } })
+      _, res = read_case({ timeout = 5,
+                           steps = { "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}" } })
       assert.is_false(res.close)
    end)
 
    it("gives Date, Retry-After and the status of a failed answer's head", function()
       local _, res = read_case({ timeout = 5, steps = {
-         "HTTP/1.1 429 Too Many\r\nDate: Tue, 01 Dec 2026 10:00:00 GMT\r\nRetry-After:  7 \r\nContent-Length: 2\r\n\r\n{}" } })
-      assert.are.same({ 429, "Tue, 01 Dec 2026 10:00:00 GMT", "7", "{}" }, { res.status, res.date, res.retry_after, res.body })
+         "HTTP/1.1 429 Too Many\r\nDate: Tue, 01 Dec 2026 10:00:00 GMT\r\nRetry-After:  7 \r\n"
+            .. "Content-Length: 2\r\n\r\n{}" } })
+      assert.are.same({ 429, "Tue, 01 Dec 2026 10:00:00 GMT", "7", "{}" },
+                      { res.status, res.date, res.retry_after, res.body })
       local _, _, f = read_case(corpus.get("content_length_short_body"))
       assert.are.equal(200, f.head.status)
    end)

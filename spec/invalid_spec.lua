@@ -33,9 +33,11 @@ describe("invalid payloads", function()
       { "get_customer", {}, "customerId: required field is missing" },
       { "get_customer", { customerId = "abc" }, "customerId: must be a UUID (8-4-4-4-12 hex digits)" },
       { "get_customer", { customerId = UUID .. "0" }, "customerId: must be a UUID (8-4-4-4-12 hex digits)" },
-      { "get_customer", { customerId = "3fa85f64x5717-4562-b3fc-2c963f66afa6" }, "customerId: must be a UUID (8-4-4-4-12 hex digits)" },
+      { "get_customer", { customerId = "3fa85f64x5717-4562-b3fc-2c963f66afa6" },
+        "customerId: must be a UUID (8-4-4-4-12 hex digits)" },
       { "get_customer", { customerId = 12345 }, "customerId: must be a string (got number)" },
-      { "get_customer", { customerId = UUID, extra = 1 }, "extra: unknown field (check the spelling against the API docs)" },
+      { "get_customer", { customerId = UUID, extra = 1 },
+        "extra: unknown field (check the spelling against the API docs)" },
       { "get_customer", { UUID }, "payload: must be a table of named fields, not an array" },
       { "get_transaction", { customerId = UUID }, "transactionId: required field is missing" },
       { "get_customers_by_external_id", { externalId = "" }, "externalId: must not be empty" },
@@ -44,20 +46,28 @@ describe("invalid payloads", function()
       { "update_customer", { customerId = UUID }, "id: required field is missing" },
       { "update_customer", { id = UUID, email = "a\255b" }, "email: string is not valid UTF-8" },
       { "create_customer", { email = {} }, "email: must be a string (got table)" },
-      { "create_customer", { emial = "x@example.com" }, "emial: unknown field (check the spelling against the API docs)" },
-      { "create_customer", { description = ("\237\160\128") }, "description: string is not valid UTF-8" },  -- a UTF-16 surrogate
+      { "create_customer", { emial = "x@example.com" },
+        "emial: unknown field (check the spelling against the API docs)" },
+      -- a UTF-16 surrogate
+      { "create_customer", { description = ("\237\160\128") }, "description: string is not valid UTF-8" },
       { "block_customer", { customerId = UUID:upper() .. " " }, "customerId: must be a UUID (8-4-4-4-12 hex digits)" },
       { "find_transactions", { customerId = UUID, pageNumber = -1 }, "pageNumber: must be >= 0" },
       { "find_transactions", { customerId = UUID, pageSize = 0 }, "pageSize: must be >= 1" },
       { "find_transactions", { customerId = UUID, pageSize = 2.5 }, "pageSize: must be an integer (got a fraction)" },
       { "find_transactions", { customerId = UUID, pageSize = 5.5 }, "pageSize: must be an integer (got a fraction)" },
       { "find_transactions", { customerId = UUID, pageSize = "20" }, "pageSize: must be an integer (got string)" },
-      { "find_transactions", { customerId = UUID, currencyFilter = "USDT" }, "currencyFilter: must be a table (got string)" },
-      { "find_transactions", { customerId = UUID, currencyFilter = { ["in"] = {} } }, "currencyFilter.in: must be a non-empty array of strings" },
-      { "find_transactions", { customerId = UUID, currencyFilter = { ["in"] = { "ETH", 5 } } }, "currencyFilter.in: must be a non-empty array of strings" },
-      { "find_transactions", { customerId = UUID, currencyFilter = { startsWith = "U" } }, "currencyFilter.startsWith: unknown field (check the spelling against the API docs)" },
-      { "find_transactions", { customerId = UUID, transactionStateFilter = { contains = "CONF" } }, "transactionStateFilter.contains: unknown field (check the spelling against the API docs)" },
-      { "find_transactions", { customerId = UUID, transactionStateFilter = { specified = "yes" } }, "transactionStateFilter.specified: must be a boolean (got string)" },
+      { "find_transactions", { customerId = UUID, currencyFilter = "USDT" },
+        "currencyFilter: must be a table (got string)" },
+      { "find_transactions", { customerId = UUID, currencyFilter = { ["in"] = {} } },
+        "currencyFilter.in: must be a non-empty array of strings" },
+      { "find_transactions", { customerId = UUID, currencyFilter = { ["in"] = { "ETH", 5 } } },
+        "currencyFilter.in: must be a non-empty array of strings" },
+      { "find_transactions", { customerId = UUID, currencyFilter = { startsWith = "U" } },
+        "currencyFilter.startsWith: unknown field (check the spelling against the API docs)" },
+      { "find_transactions", { customerId = UUID, transactionStateFilter = { contains = "CONF" } },
+        "transactionStateFilter.contains: unknown field (check the spelling against the API docs)" },
+      { "find_transactions", { customerId = UUID, transactionStateFilter = { specified = "yes" } },
+        "transactionStateFilter.specified: must be a boolean (got string)" },
       { "find_transactions", { customerId = UUID, sort = "" }, "sort: must not be empty" },
    }
    for _, c in ipairs(cases) do
@@ -79,7 +89,8 @@ describe("invalid payloads", function()
       call_invalid({ a = print }, "a: a function cannot be sent as JSON")
       call_invalid({ a = io.stdout }, "a: a userdata cannot be sent as JSON")
       call_invalid({ a = { 1, x = 2 } }, "a: table mixes array items and named fields")
-      call_invalid({ [true] = 1 }, "payload: table keys must be strings, or 1..n without holes (a sparse array or odd key)")
+      call_invalid({ [true] = 1 },
+                   "payload: table keys must be strings, or 1..n without holes (a sparse array or odd key)")
       call_invalid({ ["k\255"] = 1 }, "k?: key is not valid UTF-8")
       call_invalid({ big = string.rep("x", 2 * 1024 * 1024) }, "big: payload is too large")
       -- the budget counts every byte written: numbers, keys and punctuation too
@@ -92,6 +103,7 @@ describe("invalid payloads", function()
       local keys = {}
       for i = 1, 100000 do keys["k" .. i] = true end
       res, msg, err = client:call("customer/get", keys)
+      assert.is_nil(res, msg)
       assert.are.equal("invalid", err.kind, msg)
       call_invalid(cyclic, string.rep("self.", 15) .. "self: tables nested too deeply (or a cycle)")
       if math.type then

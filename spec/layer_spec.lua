@@ -80,7 +80,7 @@ describe("calypso.new options", function()
 end)
 
 describe("calypso.new numeric ranges (issue 12)", function()
-   local function refused(name, value, want)
+   local function refused(name, value)
       local ok, e = pcall(calypso.new, opts{ [name] = value })
       assert.is_false(ok, name .. " = " .. tostring(value) .. " was accepted")
       return e
@@ -160,7 +160,8 @@ describe("the client object", function()
    it("tostring shows the key id and host, never the secret, also once closed", function()
       local c = calypso.new(opts())
       local s = tostring(c)
-      assert.truthy(s:find("^calypso client over calypso%.purse client %(key c529e148%.%.%., http://127%.0%.0%.1:%d+%)"), s)
+      assert.truthy(s:find("^calypso client over calypso%.purse client "
+                           .. "%(key c529e148%.%.%., http://127%.0%.0%.1:%d+%)"), s)
       assert.is_nil(s:find(server.secret, 1, true))
       c:close()
       assert.truthy(tostring(c):find("^calypso client over calypso%.purse client %(closed%)"), tostring(c))

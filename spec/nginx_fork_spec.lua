@@ -96,7 +96,8 @@ for _, scheme in ipairs({ "http", "https" }) do
         local c = package.loaded["rv_client"]
         local id = ngx.var.arg_id
         local res, msg = c:get_customer{ customerId = id }
-        ngx.say(res and (res.id == id and "own" or "other") or ("failed:" .. tostring(msg):gsub("%s", "_")), " ", ngx.worker.pid())
+        ngx.say(res and (res.id == id and "own" or "other") or ("failed:" .. tostring(msg):gsub("%s", "_")), " ",
+                ngx.worker.pid())
       }
     }
     location /own_multi {
@@ -108,7 +109,8 @@ for _, scheme in ipairs({ "http", "https" }) do
         while not m:done(n) and ngx.now() < stop do m:poll(0.05); ngx.update_time() end
         local res, msg = nil, "never finished"
         if m:done(n) then res, msg = m:result(n) end
-        ngx.say(res and (res.id == id and "own" or "other") or ("failed:" .. tostring(msg):gsub("%s", "_")), " ", ngx.worker.pid())
+        ngx.say(res and (res.id == id and "own" or "other") or ("failed:" .. tostring(msg):gsub("%s", "_")), " ",
+                ngx.worker.pid())
       }
     }
     location /own_batch {
@@ -126,7 +128,7 @@ for _, scheme in ipairs({ "http", "https" }) do
       teardown(function() if w then w:stop() end end)
 
       it("every request gets its own answer, before and after a worker is killed -9 and respawned", function()
-         local v1, p1 = load(w, ids, "before")
+         local v1 = load(w, ids, "before")
          local before = children(w.pid)
          assert.are.equal(2, #before)
          os.execute("kill -9 " .. tonumber(before[1]))
@@ -137,7 +139,7 @@ for _, scheme in ipairs({ "http", "https" }) do
             after = children(w.pid)
          until (#after == 2 and after[1] ~= before[1] and after[2] ~= before[1]) or socket.gettime() > stop
          print("    workers before: " .. table.concat(before, ",") .. " after: " .. table.concat(after, ","))
-         local v2, p2 = load(w, ids, "after")
+         local v2 = load(w, ids, "after")
          -- a reload: the master runs init_by_lua again in a new Lua VM (the old one is closed in
          -- the master: its client's __gc runs there) and forks new workers
          local old = children(w.pid)

@@ -256,7 +256,8 @@ end)
 describe("transport failures", function()
    it("connection refused: kind connect, never sent", function()
       local closed = nginx.free_port()
-      local n, c = both("get_customers_by_external_id", { externalId = "x" }, { client = { base_url = "http://127.0.0.1:" .. closed } })
+      local n, c = both("get_customers_by_external_id", { externalId = "x" },
+                        { client = { base_url = "http://127.0.0.1:" .. closed } })
       for _, r in ipairs({ n, c }) do
          assert.are.same({ "connect", false, true }, { r.err.kind, r.err.sent, r.err.retryable })
       end
@@ -412,7 +413,8 @@ describe("TLS", function()
             if #lines >= 3 then break end
             socket.sleep(0.1)
          end
-         io.stderr:write(("[nginx] TLS handshakes for %s (protocol, reused): %s\n"):format(path, table.concat(lines, "; ")))
+         io.stderr:write(("[nginx] TLS handshakes for %s (protocol, reused): %s\n")
+                         :format(path, table.concat(lines, "; ")))
          assert.are.equal(3, #lines, (nginx.read_file(log) or "") .. " from offset " .. before)
          assert.truthy(lines[1]:find(" %.$"), lines[1]) -- the first one in full
          assert.truthy(lines[2]:find(" r$"), lines[2])  -- then resumed

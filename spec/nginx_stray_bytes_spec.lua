@@ -106,7 +106,8 @@ describe("review: the keep-alive pool", function()
    -- reader returns the 204 with close = false, the connection is pooled with those bytes on
    -- their way, and the next call reads them as ITS answer.
    it("rv_204_body_reaches_next_call: the second call gets its own answer", function()
-      local out = two(("{ %q, %q }"):format("HTTP/1.1 204 No Content\r\nContent-Length: " .. #STALE .. "\r\n\r\n", STALE),
+      local out = two(("{ %q, %q }"):format("HTTP/1.1 204 No Content\r\nContent-Length: " .. #STALE .. "\r\n\r\n",
+                                            STALE),
          "rv-204")
       assert.are.same({}, out[2].res and out[2].res.customers, cjson.encode(out[2]))
    end)

@@ -114,7 +114,8 @@ end)
 
 describe("purse.decode", function()
    it("decodes like a client does: integers, dropped nulls, exact amounts on request", function()
-      local t = assert(purse.decode('{"amount":0.10,"id":12,"n":null,"a":[null,1],"big":123456789012345678901234}', true))
+      local t = assert(purse.decode('{"amount":0.10,"id":12,"n":null,"a":[null,1],'
+                                    .. '"big":123456789012345678901234}', true))
       assert.are.equal("0.10", t.amount)
       assert.are.equal(12, t.id)
       if math.type then assert.are.equal("integer", math.type(t.id)) end

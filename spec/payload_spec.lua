@@ -107,11 +107,13 @@ describe("the payload writer", function()
 
    it("writes integers exactly, up to the 14-digit bound, and refuses more", function()
       assert.are.equal('{"customerId":"' .. UUID .. '","pageNumber":99999999999999,"pageSize":1}',
-                       payload_text("find_transactions", { customerId = UUID, pageNumber = 99999999999999, pageSize = 1 }))
+                       payload_text("find_transactions",
+                                    { customerId = UUID, pageNumber = 99999999999999, pageSize = 1 }))
       local text, msg, err = payload_text("find_transactions", { customerId = UUID, pageNumber = 100000000000000 })
       assert.is_nil(text)
       assert.are.equal("invalid", err.kind)
-      assert.are.equal("calypso: find_transactions: pageNumber: integer has more than 14 digits and cannot be sent exactly", msg)
+      assert.are.equal("calypso: find_transactions: pageNumber: integer has more than 14 digits "
+                       .. "and cannot be sent exactly", msg)
    end)
 
    it("names the exact place of a bad list item or a mixed list table", function()

@@ -117,6 +117,7 @@ describe("the secret and the Sign value", function()
          assert.is_false(ok)
          raised[#raised + 1] = e
          ok, e = pcall(calypso.new, p)
+         assert.is_false(ok)
          raised[#raised + 1] = e
       end
       clean("raised", raised)

@@ -31,7 +31,8 @@ describe("positional shortcuts", function()
       { "get_transaction", function() return { tx.id } end, function() return { transactionId = tx.id } end },
       { "get_address", function() return { customer.id, "USDT_TRX" } end,
                        function() return { customerId = customer.id, currency = "USDT_TRX" } end },
-      { "get_customers_by_external_id", function() return { "short-1" } end, function() return { externalId = "short-1" } end },
+      { "get_customers_by_external_id", function() return { "short-1" } end,
+                                        function() return { externalId = "short-1" } end },
    }
    for _, case in ipairs(cases) do
       local name, args, payload = case[1], case[2], case[3]

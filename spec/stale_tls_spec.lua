@@ -36,7 +36,8 @@ local function make_client(server)
 end
 
 for _, scheme in ipairs({ "http", "https" }) do
-   describe("junk in the body's " .. (scheme == "https" and "TLS record" or "TCP send") .. " over " .. scheme .. ":", function()
+   local where = scheme == "https" and "TLS record" or "TCP send"
+   describe("junk in the body's " .. where .. " over " .. scheme .. ":", function()
       local server
       before_each(function()
          server = split.start{ tls = scheme == "https" and certs.server or nil, junk = JUNK }

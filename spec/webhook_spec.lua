@@ -24,7 +24,8 @@ describe("calypso.webhook.verify", function()
 
    it("matches the docs' test vector", function()
       assert.is_true(webhook.verify("b823a6b9ea72408583cef9ec8d67fa52", '{"timestamp":1}',
-         "b16e9d45f49f2069becbc4f108b237bee588cfc353fe9501df103e692acbc68d482a10d34c12bea22fedde7e28e1b8e57a6a0a373b0e9a27c5257bd8b36e13b9"))
+         "b16e9d45f49f2069becbc4f108b237bee588cfc353fe9501df103e692acbc68d"
+         .. "482a10d34c12bea22fedde7e28e1b8e57a6a0a373b0e9a27c5257bd8b36e13b9"))
    end)
 
    it("refuses a changed body, another secret, a truncated or missing signature", function()
@@ -118,8 +119,10 @@ describe("calypso.webhook.parse", function()
          assert.are.equal(name, ev.eventType)
          assert.are.equal(webhook.types[name], webhook.known(ev))
       end
-      assert.are.same({ state = "CONFIRMED", terminal = true }, webhook.known("CUSTOMER_PURSE_FUNDS_RECEIVED_FOR_PURSE"))
-      local body = '{"id":7,"eventType":"PAYOUT_SOMETHING_NEW","service":"PAYOUT","data":{"x":[1,{"y":null}]},"extra":true}'
+      assert.are.same({ state = "CONFIRMED", terminal = true },
+                      webhook.known("CUSTOMER_PURSE_FUNDS_RECEIVED_FOR_PURSE"))
+      local body = '{"id":7,"eventType":"PAYOUT_SOMETHING_NEW","service":"PAYOUT",'
+                   .. '"data":{"x":[1,{"y":null}]},"extra":true}'
       local ev = assert(webhook.parse(body, purse.sign(SECRET, body), SECRET))
       assert.are.same({ id = 7, eventType = "PAYOUT_SOMETHING_NEW", service = "PAYOUT",
                         data = { x = { 1, {} } }, extra = true }, ev)
@@ -288,7 +291,8 @@ describe("mock webhook delivery", function()
       local ev = assert(webhook.parse(expired.body, expired.headers.sign, SECRET))
       assert.are.equal("CUSTOMER_PURSE_EXPIRED", ev.eventType)
       assert.are.equal("WARNING", ev.level)
-      assert.are.same({ customerId = customer.id, customerBlocked = false, purseId = p.id, address = p.address }, ev.data)
+      assert.are.same({ customerId = customer.id, customerBlocked = false, purseId = p.id, address = p.address },
+                      ev.data)
       assert.is_false(webhook.known(ev).terminal)
 
       server:emit_webhook{ eventType = "CUSTOMER_PURSE_SOMETHING_NEW", data = { answer = 42, list = { "a" } } }

@@ -37,7 +37,8 @@ end)
 
 describe("customers", function()
    it("create_customer returns the new customer, exactly", function()
-      local c = assert(client:create_customer{ email = "alice@example.com", description = "VIP", externalId = "user-42" })
+      local c = assert(client:create_customer{ email = "alice@example.com", description = "VIP",
+                                               externalId = "user-42" })
       assert.truthy(c.id:match(UUID_PAT), c.id)
       assert.are.same({ id = c.id, email = "alice@example.com", description = "VIP",
                         externalId = "user-42", blocked = false }, c)
@@ -54,7 +55,7 @@ describe("customers", function()
       assert.are.same(c, assert(client:get_customer{ customerId = c.id }))
       local res, msg, err = client:get_customer{ customerId = "00000000-0000-4000-8000-000000000000" }
       assert.is_nil(res)
-      assert.are.equal("api", err.kind)
+      assert.are.equal("api", err.kind, msg)
       assert.are.equal("004", err.code)
       assert.are.equal(400, err.status)
    end)
@@ -140,7 +141,8 @@ describe("transactions", function()
    end)
 
    it("returns integral JSON numbers as integers", function()
-      local made = server:deposit{ customerId = customer.id, currency = "USDT_TRX", amount = 100, state = "MEM_POOL_FOUND" }
+      local made = server:deposit{ customerId = customer.id, currency = "USDT_TRX", amount = 100,
+                                   state = "MEM_POOL_FOUND" }
       local tx = assert(client:get_transaction{ transactionId = made.id })
       assert.are.equal(100, tx.amount)
       assert.are.equal("UNCHECKED", tx.complianceState)
@@ -172,7 +174,8 @@ describe("transactions", function()
 
       local confirmed = assert(client:find_transactions{ customerId = c.id,
          transactionStateFilter = { equals = "CONFIRMED" }, sort = "DESC", properties = "createdDate" })
-      assert.are.same({ ids[5], ids[3], ids[1] }, { confirmed.result[1].id, confirmed.result[2].id, confirmed.result[3].id })
+      assert.are.same({ ids[5], ids[3], ids[1] },
+                      { confirmed.result[1].id, confirmed.result[2].id, confirmed.result[3].id })
       assert.are.equal(3, confirmed.totalElements)
 
       local eth = assert(client:find_transactions{ customerId = c.id, currencyFilter = { ["in"] = { "ETH" } } })
@@ -209,7 +212,8 @@ describe("the request on the wire", function()
       assert.are.equal("application/json", req.headers["accept"])
       assert.are.equal("calypso-purse/" .. VERSION, req.headers["user-agent"])
       -- the body is exactly: account, timestamp, payload, in that order
-      local ts = req.body:match('^{"account":"0xc195df92dd9db2a8f28e597981f113d6e7582f8b","timestamp":(%d+),"payload":{')
+      local ts = req.body:match('^{"account":"0xc195df92dd9db2a8f28e597981f113d6e7582f8b",'
+                                .. '"timestamp":(%d+),"payload":{')
       assert.truthy(ts, req.body)
       assert.is_true(math.abs(tonumber(ts) - before) < 5000)
       local payload = require("cjson").decode(req.body).payload
@@ -253,9 +257,9 @@ describe("the request on the wire", function()
                              - #server.account)
       for extra = 0, 1 do
          assert(client:create_customer{ description = pad .. ("e"):rep(extra) })
-         local req = last_request()
-         assert.are.equal(1024 + extra, #req.body)
-         assert.are.same(head, req.header_names)
+         local r = last_request()
+         assert.are.equal(1024 + extra, #r.body)
+         assert.are.same(head, r.header_names)
       end
    end)
 

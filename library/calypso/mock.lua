@@ -14,6 +14,26 @@
 ---@field tls { certificate: string, key: string }? serve HTTPS (needs luasec)
 ---@field lua string? the interpreter (default: the running one)
 
+--- server:deposit's argument.
+---@class calypso.mock.DepositArgs
+---@field customerId string
+---@field currency string
+---@field amount number|string?
+---@field state string?
+---@field addressFrom string?
+---@field transactionHash string?
+---@field translationToAccountCompleted boolean?
+
+--- server:webhooks's argument.
+---@class calypso.mock.WebhooksArgs
+---@field url string?
+---@field key string?
+---@field secret string?
+---@field requestId string?
+---@field retry_delays number[]?
+---@field timeout number?
+---@field clear boolean?
+
 ---@class calypso.mock
 local mock = {}
 
@@ -37,7 +57,7 @@ function mock.client_options(server) end
 ---@field account string
 local Server = {}
 
----@param args { customerId: string, currency: string, amount: number|string?, state: string?, addressFrom: string?, transactionHash: string?, translationToAccountCompleted: boolean? }
+---@param args calypso.mock.DepositArgs
 ---@return calypso.Transaction
 function Server:deposit(args) end
 
@@ -62,7 +82,7 @@ function Server:customers() end
 ---@return { endpoints: { path: string, methods: string[], summary: string }[] }
 function Server:endpoints() end
 
----@param args { url: string?, key: string?, secret: string?, requestId: string?, retry_delays: number[]?, timeout: number?, clear: boolean? }
+---@param args calypso.mock.WebhooksArgs
 ---@return table
 function Server:webhooks(args) end
 

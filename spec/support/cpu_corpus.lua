@@ -13,7 +13,6 @@ local M = {}
 
 local OK = "HTTP/1.1 200 OK"
 local CHUNKED = OK .. "\r\nTransfer-Encoding: chunked\r\n\r\n"
-local B = corpus.BODY
 
 -- far more than any limit: the server stops after CASE_CAP (20 s) or when the client leaves
 local HUGE = 64 * 1024 * 1024 * 1024

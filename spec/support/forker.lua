@@ -12,8 +12,8 @@ os.remove(dir)
 assert(os.execute("mkdir -p '" .. dir .. "'"))
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec/support"
 -- the compiler runs without a sanitizer runtime the suite may preload
-local cmd = ("env -u LD_PRELOAD cc -std=c99 -D_POSIX_C_SOURCE=200809L -O1 -fPIC -shared -I%s -o %s/forker.so %s/forker.c 2>&1")
-   :format(headers(), dir, here)
+local cmd = ("env -u LD_PRELOAD cc -std=c99 -D_POSIX_C_SOURCE=200809L -O1 -fPIC -shared "
+             .. "-I%s -o %s/forker.so %s/forker.c 2>&1"):format(headers(), dir, here)
 local p = assert(io.popen(cmd))
 local out = p:read("*a")
 p:close()

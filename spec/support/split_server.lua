@@ -48,7 +48,7 @@ function M.main(opts)
    end
    local function serve(c)
       c:settimeout(2)
-      local line, err = c:receive("*l")
+      local line = c:receive("*l")
       if not line then return drop(c) end
       local len = 0
       repeat
@@ -94,7 +94,8 @@ Handle.__index = Handle
 function M.start(opts)
    opts = opts or {}
    local lua = os.getenv("CALYPSO_MOCK_LUA") or "lua5.4"
-   local code = ("package.path=%q package.cpath=%q require('support.split_server').main{ cert = %s, key = %s, junk = %q }")
+   local code = ("package.path=%q package.cpath=%q "
+                 .. "require('support.split_server').main{ cert = %s, key = %s, junk = %q }")
       :format(package.path, package.cpath,
               opts.tls and ("%q"):format(opts.tls.certificate) or "nil",
               opts.tls and ("%q"):format(opts.tls.key) or "nil", opts.junk or "")

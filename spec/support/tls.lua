@@ -68,7 +68,8 @@ local function leaf(dir, name, cn, names, start, stop)
    local key, csr, crt = dir .. "/" .. name .. ".key", dir .. "/" .. name .. ".csr", dir .. "/" .. name .. ".pem"
    openssl(("req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout %s -out %s -subj %s")
       :format(quote(key), quote(csr), quote("/CN=" .. cn)))
-   openssl(("ca -batch -notext -config %s -cert %s -keyfile %s -in %s -out %s -extensions leaf -startdate %s -enddate %s")
+   openssl(("ca -batch -notext -config %s -cert %s -keyfile %s -in %s -out %s -extensions leaf "
+            .. "-startdate %s -enddate %s")
       :format(quote(cfg), quote(dir .. "/ca.pem"), quote(dir .. "/ca.key"), quote(csr), quote(crt), start, stop))
    return { certificate = crt, key = key }
 end

@@ -72,13 +72,15 @@ function Server:close(c)
 end
 
 -- Half-closes our side and waits (bounded) for the peer to close; see the header comment.
-function Server:start_drain(c)
+-- (A plain function, not a Server method: it needs only the connection.)
+local function start_drain(c)
    c.phase = "drain"
    c.drain_until = gettime() + DRAIN_TIMEOUT
    if not c.tls then -- a luasec connection cannot half-close; it just waits for the peer
       c.sock:shutdown("send")
    end
 end
+M.start_drain = start_drain
 
 -- Called when all queued output of `c` is written.
 function Server:on_sent(c)
@@ -94,7 +96,7 @@ function Server:on_sent(c)
       fn()
    end
    if not c.keep_alive then
-      return self:start_drain(c)
+      return start_drain(c)
    end
    c.phase = "head"
    c.last_active = gettime()

@@ -156,7 +156,7 @@ function Server:fault_sent(c)
    elseif after == "stall" then
       c.phase = "stall"
    else
-      return self:start_drain(c)
+      return conn.start_drain(c)
    end
 end
 

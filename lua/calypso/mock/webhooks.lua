@@ -218,7 +218,7 @@ local function request_bytes(d)
 end
 
 -- Ends the current attempt of the delivery at the head of `sub`'s queue.
-function Hub:finish_attempt(sub, d, status, err)
+local function finish_attempt(sub, d, status, err)
    if d.sock then
       d.sock:close()
       d.sock = nil
@@ -253,7 +253,7 @@ local function answer_status(buf, closed)
 end
 
 -- Advances one delivery attempt as far as the socket allows without blocking.
-function Hub:step_delivery(sub, d, now)
+local function step_delivery(sub, d, now)
    if not d.sock then
       if now < d.next_at then
          return
@@ -266,7 +266,7 @@ function Hub:step_delivery(sub, d, now)
       d.until_at = now + sub.timeout
    end
    if now > d.until_at then
-      return self:finish_attempt(sub, d, nil, "timeout")
+      return finish_attempt(sub, d, nil, "timeout")
    end
    local sock = d.sock
    if d.phase == "connect" then
@@ -274,7 +274,7 @@ function Hub:step_delivery(sub, d, now)
       if ok or err == "already connected" then
          d.phase = "send"
       elseif err ~= "timeout" and err ~= "Operation already in progress" then
-         return self:finish_attempt(sub, d, nil, err)
+         return finish_attempt(sub, d, nil, err)
       else
          return
       end
@@ -283,7 +283,7 @@ function Hub:step_delivery(sub, d, now)
       local last, err, partial = sock:send(d.out, d.out_i)
       d.out_i = (last or partial or d.out_i - 1) + 1
       if err and err ~= "timeout" then
-         return self:finish_attempt(sub, d, nil, err)
+         return finish_attempt(sub, d, nil, err)
       end
       if d.out_i > #d.out then
          d.phase = "answer"
@@ -294,11 +294,11 @@ function Hub:step_delivery(sub, d, now)
       d.inbuf = d.inbuf .. (data or partial or "")
       local status = answer_status(d.inbuf, err == "closed")
       if status then
-         return self:finish_attempt(sub, d, status, status ~= 200 and "HTTP " .. status or nil)
+         return finish_attempt(sub, d, status, status ~= 200 and "HTTP " .. status or nil)
       elseif status == false or (err and err ~= "timeout" and err ~= "closed") then
-         return self:finish_attempt(sub, d, nil, "no HTTP answer (" .. tostring(err) .. ")")
+         return finish_attempt(sub, d, nil, "no HTTP answer (" .. tostring(err) .. ")")
       elseif #d.inbuf > MAX_RESPONSE then
-         return self:finish_attempt(sub, d, nil, "answer too large")
+         return finish_attempt(sub, d, nil, "answer too large")
       end
    end
 end
@@ -310,7 +310,7 @@ function Hub:poll()
    for _, sub in ipairs(self.subs) do
       local d = sub.queue[1]
       if d then
-         self:step_delivery(sub, d, now)
+         step_delivery(sub, d, now)
       end
       busy = busy or sub.queue[1] ~= nil
    end
