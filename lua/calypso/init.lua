@@ -637,11 +637,6 @@ local function take_finished(self)
    end
 end
 
-function Multi:finished()
-   check_multi(self, "finished")
-   return take_finished(self)
-end
-
 local function find_call(m, id, name)
    local call = type(id) == "number" and m._calls[id] or nil
    if not call then
@@ -651,28 +646,39 @@ local function find_call(m, id, name)
    return call
 end
 
---- m:done(id) -> true when the call has finished and its result waits.
-function Multi:done(id)
-   check_multi(self, "done")
-   return find_call(self, id, "done").done == true
-end
-
---- m:result(id) -> what the method would have returned (retries included); frees the call.
-function Multi:result(id)
-   check_multi(self, "result")
-   local call = find_call(self, id, "result")
-   if not call.done then
-      error(format("calypso: call %d is still running (poll until done)", id), 2)
+-- The step methods both multis (curl multi here, light threads inside nginx) share: they
+-- read only _calls, _done and _pending. check_kind raises unless self is that kind of multi.
+local function add_step_methods(class, check_kind)
+   --- m:finished() -> iterator over finished calls, oldest first: id, res, msg, err, status.
+   function class:finished()
+      check_kind(self, "finished")
+      return take_finished(self)
    end
-   self._calls[id] = nil
-   return call.res, call.msg, call.err
-end
 
---- m:pending() -> calls not finished yet (on the wire, queued, or waiting for a retry).
-function Multi:pending()
-   check_multi(self, "pending")
-   return self._pending
+   --- m:done(id) -> true when the call has finished and its result waits.
+   function class:done(id)
+      check_kind(self, "done")
+      return find_call(self, id, "done").done == true
+   end
+
+   --- m:result(id) -> what the method would have returned (retries included); frees the call.
+   function class:result(id)
+      check_kind(self, "result")
+      local call = find_call(self, id, "result")
+      if not call.done then
+         error(format("calypso: call %d is still running (poll until done)", id), 2)
+      end
+      self._calls[id] = nil
+      return call.res, call.msg, call.err
+   end
+
+   --- m:pending() -> calls not finished yet (on the wire, queued, or waiting for a retry).
+   function class:pending()
+      check_kind(self, "pending")
+      return self._pending
+   end
 end
+add_step_methods(Multi, check_multi)
 
 --- m:close(): aborts running calls and frees everything; idempotent.
 function Multi:close()
@@ -770,27 +776,7 @@ function NgxMulti:poll(seconds)
    return self._finished_count - before
 end
 
-function NgxMulti:finished()
-   check_ngx_multi(self, "finished")
-   return take_finished(self)
-end
-function NgxMulti:done(id)
-   check_ngx_multi(self, "done")
-   return find_call(self, id, "done").done == true
-end
-function NgxMulti:result(id)
-   check_ngx_multi(self, "result")
-   local call = find_call(self, id, "result")
-   if not call.done then
-      error(format("calypso: call %d is still running (poll until done)", id), 2)
-   end
-   self._calls[id] = nil
-   return call.res, call.msg, call.err
-end
-function NgxMulti:pending()
-   check_ngx_multi(self, "pending")
-   return self._pending
-end
+add_step_methods(NgxMulti, check_ngx_multi)
 function NgxMulti:close()
    if getmetatable(self) ~= ngx_multi_mt then error("calypso: close: call it as m:close()", 2) end
    if self._closed then return end
