@@ -82,6 +82,7 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose, struct curl_sockadd
     s->cut = 0;
     s->tls = NULL;
     s->used = calypso_conns_now();
+    s->h2 = 0;
     return fd;
 }
 
@@ -189,12 +190,13 @@ double calypso_conns_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void calypso_conns_used(calypso_conns *cs, curl_socket_t fd)
+void calypso_conns_used(calypso_conns *cs, curl_socket_t fd, int h2)
 {
     int i;
     for (i = 0; i < cs->n; i++)
         if (cs->socks[i].fd == fd) {
             cs->socks[i].used = calypso_conns_now();
+            cs->socks[i].h2 = h2;
             return;
         }
 }
@@ -237,7 +239,7 @@ int calypso_conns_check(calypso_conns *cs, int idle)
     for (i = 0; i < cs->n;) {
         int m = 0;
         for (; i < cs->n && m < POLL_BATCH; i++) {
-            if (cs->socks[i].cut)
+            if (cs->socks[i].cut || cs->socks[i].h2)
                 continue;
             if (cs->socks[i].tls != NULL && cs->tls_pending != NULL &&
                 cs->tls_pending(cs->socks[i].tls) > 0) {

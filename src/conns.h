@@ -22,6 +22,8 @@ typedef struct calypso_sock {
     int cut;                    /* 1: the dead descriptor is in its place */
     const void *tls;            /* its OpenSSL SSL*, once a transfer noted it (or NULL) */
     double used;                /* monotonic seconds: opened, or a transfer on it last ended */
+    int h2;                     /* 1: it speaks HTTP/2 (answers matched by stream id: frames
+                                   the server sends unasked, PING, SETTINGS, are normal) */
 } calypso_sock;
 
 /* OpenSSL's SSL_has_pending (or SSL_pending): whether decrypted bytes wait in
@@ -50,8 +52,9 @@ int calypso_conns_check(calypso_conns *cs, int idle);
  * idle check also looks inside OpenSSL's buffer: an answer and bytes nobody
  * asked for can arrive in one TLS record, and then only OpenSSL holds them. */
 void calypso_conns_note_tls(calypso_conns *cs, curl_socket_t fd, const void *ssl);
-/* Notes that a transfer on socket fd just ended: it was used now. */
-void calypso_conns_used(calypso_conns *cs, curl_socket_t fd);
+/* Notes that a transfer on socket fd just ended: it was used now; h2: over HTTP/2,
+ * which the idle check then leaves alone (its bytes are frames, never an answer). */
+void calypso_conns_used(calypso_conns *cs, curl_socket_t fd, int h2);
 /* How many sockets (not cut) were last used more than max_idle seconds ago; with
  * cut set (nothing runs on the cache), cuts them too, so libcurl drops them
  * instead of reusing them. A write rides a kept-alive connection only while it

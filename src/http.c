@@ -331,13 +331,16 @@ void calypso_http_collect(calypso_http *h, CURLcode rc)
 {
     curl_socket_t fd = CURL_SOCKET_BAD;
     long version = 0;
+    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
+    if (h->status > 0 && curl_easy_getinfo(h->easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK)
+        version = 0;
     if (curl_easy_getinfo(h->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK && fd != CURL_SOCKET_BAD) {
-        calypso_conns_used(h->tracker, fd);   /* for the write freshness bound */
+        /* for the write freshness bound, and the idle check */
+        calypso_conns_used(h->tracker, fd, version == CURL_HTTP_VERSION_2_0);
         if (h->tls != NULL)   /* the session and its socket, for the idle check (conns.h) */
             calypso_conns_note_tls(h->tracker, fd, h->tls);
     }
     h->tls = NULL;
-    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
     if (curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &h->sent_bytes) != CURLE_OK)
         h->sent_bytes = 1;   /* unknown: assume it may have reached the server */
     if (h->writing && h->up_off == 0)
@@ -350,8 +353,7 @@ void calypso_http_collect(calypso_http *h, CURLcode rc)
                  "the kept-alive connection ended without an answer after the write was sent; "
                  "not resent (it may have been applied)");
     /* which protocol this origin answers in, for CURLOPT_PIPEWAIT (calypso_http_setup) */
-    if (h->status > 0 && curl_easy_getinfo(h->easy, CURLINFO_HTTP_VERSION, &version) == CURLE_OK &&
-        h->url_len > 0)
+    if (h->status > 0 && h->url_len > 0)
         h2_note(origin_hash(h->url, h->url_len), version == CURL_HTTP_VERSION_2_0);
     /* Date (clock skew) and Retry-After only matter to a failure; a 2xx answer
      * that fails to decode reads them later */
