@@ -148,7 +148,7 @@ describe("client:ensure_customer", function()
 
    it("window: the create fails before being sent (connection refused) -> its failure after retries, "
       .. "nothing created", function()
-      local client = new_client()
+      local client = new_client{ write_reuse_idle = 0 }   -- the create needs a new connection
       server:fault{ mode = "refuse", seconds = 1 }  -- the lookup is answered, then no new connection
       local c, _, err = client:ensure_customer{ externalId = "u-9" }
       client:close()

@@ -56,7 +56,8 @@ end
 
 setup(function()
    server = mock.start()
-   client = purse.new(opts{ timeout = TIMEOUT })
+   -- write_reuse_idle = 0: the accept-time faults strike a write's own fresh connection
+   client = purse.new(opts{ timeout = TIMEOUT, write_reuse_idle = 0 })
    customer = assert(client:create_customer{ email = "faults@example.com" })
    local seen = server:requests()
    accepts_gzip = seen[#seen].headers["accept-encoding"] ~= nil

@@ -140,6 +140,7 @@ describe("the mock's control API (issue 15.4)", function()
       local calypso = require "calypso"
       local o = mock.client_options(server)
       o.max_retries, o.timeout = 0, 2
+      o.write_reuse_idle = 0   -- each write on a connection of its own: the refused one
       local client = calypso.new(o)
       server:fault{ mode = "refuse", seconds = 0.5 }
       assert(client:create_customer{ externalId = "first" })   -- answered

@@ -53,6 +53,7 @@ setup(function()
    server = mock.start{ secret = SECRET }
    local o = mock.client_options(server)
    o.timeout = TIMEOUT
+   o.write_reuse_idle = 0   -- accept-time faults strike a write's own fresh connection
    client = purse.new(o)
    events = {}
    o.on_event = function(ev) events[#events + 1] = ev end

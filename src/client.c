@@ -20,6 +20,10 @@
 #define DEFAULT_BASE_URL "https://api.calypso.finance"
 #define DEFAULT_TIMEOUT 30.0
 #define DEFAULT_CONNECT_TIMEOUT 10.0
+/* Seconds a kept-alive connection may have idled and still carry a write (README,
+ * "Connections"): under the shortest keep-alive timeouts servers commonly use
+ * (5 s: Apache, Node.js), so a write never arrives as the server closes it. */
+#define DEFAULT_WRITE_REUSE_IDLE 2.0
 #define DEFAULT_MAX_RESPONSE (8u << 20)   /* 8 MiB: far above any documented body */
 #define MAX_REQUEST (1u << 20)            /* 1 MiB of payload JSON (strings before escaping) */
 #define MAX_PATH CALYPSO_MAX_PATH
@@ -31,7 +35,7 @@
 static const char *const option_names[] = {
     "key", "secret", "account", "base_url", "timeout", "connect_timeout", "ca_file",
     "proxy", "user_agent", "max_response_size", "insecure_skip_tls_verify",
-    "exact_amounts", NULL
+    "exact_amounts", "write_reuse_idle", NULL
 };
 
 /* ------------------------------------------------------------------ options */
@@ -39,7 +43,7 @@ static const char *const option_names[] = {
 typedef struct options {
     const char *key, *secret, *account, *base_url, *ca_file, *proxy, *user_agent;
     size_t secret_len, account_len, base_len;
-    double timeout, connect_timeout;
+    double timeout, connect_timeout, write_reuse_idle;
     lua_Integer max_response;
     int insecure, exact_amounts;
 } options;
@@ -199,6 +203,17 @@ static void read_options(lua_State *L, options *o)
     lua_pop(L, 1);
     o->insecure = opt_flag(L, "insecure_skip_tls_verify");
     o->exact_amounts = opt_flag(L, "exact_amounts");
+    get_opt(L, "write_reuse_idle");
+    if (lua_isnil(L, -1)) {
+        o->write_reuse_idle = DEFAULT_WRITE_REUSE_IDLE;
+    } else {
+        if (lua_type(L, -1) != LUA_TNUMBER || !((double)lua_tonumber(L, -1) >= 0.0 &&
+                                                (double)lua_tonumber(L, -1) <= 86400.0))
+            luaL_error(L, "calypso.purse.new: option 'write_reuse_idle' must be a number of "
+                          "seconds from 0 to 86400");
+        o->write_reuse_idle = (double)lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -363,6 +378,7 @@ int calypso_client_new(lua_State *L)
     ho.connect_timeout_ms = c->connect_timeout_ms = (long)(o.connect_timeout * 1000.0 + 0.5);
     ho.max_response = (size_t)o.max_response;
     ho.insecure = o.insecure;
+    ho.write_reuse_idle = o.write_reuse_idle;
     c->http_opts = ho;
     if ((why = calypso_http_init(&c->http, &ho)) != NULL)
         return luaL_error(L, "calypso.purse.new: %s", why);
@@ -752,7 +768,8 @@ static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
         }
     }
     set_path(c, ep, path, pathlen);
-    /* Writes, and paths we know nothing about, must reach the server at most once. */
+    /* Writes, and paths we know nothing about, must reach the server at most
+     * once: libcurl never resends their body (http.h). */
     rc = calypso_http_post(h, c->url, c->request.data, c->request.len, sign_hex, ep == NULL || ep->writes);
     c->url[c->base_len] = '\0';   /* tostring shows the base URL only */
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
@@ -824,8 +841,8 @@ static int head_ok(const char *s, size_t n)
 /* client:prepare_http(op, payload, head) -> request, writes | nil, message, err
  * The whole HTTP/1.1 request as one string, for cosocket transports: request
  * line, Sign, the caller's fixed header lines `head` (CRLF-separated, no
- * final CRLF: Host, Key, ...), Content-Length, Connection: close for writes,
- * then the signed body. One string instead of four saves allocations, and
+ * final CRLF: Host, Key, ...), Content-Length, then the signed body. `writes`
+ * tells the transport never to resend it (it may ride a kept-alive connection). One string instead of four saves allocations, and
  * on LuaJIT it keeps the Sign where the string hash looks, so per-call
  * requests do not pile up in one hash chain as bodies differing only in
  * their timestamp do. */
@@ -858,7 +875,6 @@ static int client_prepare_http(lua_State *L)
         calypso_buf_append(w, head, headlen) != 0 ||
         calypso_buf_append(w, "\r\nContent-Length: ", 18) != 0 ||
         calypso_buf_append(w, len, lenlen) != 0 ||
-        (writes && calypso_buf_append(w, "\r\nConnection: close", 19) != 0) ||
         calypso_buf_append(w, "\r\n\r\n", 4) != 0 ||
         calypso_buf_append(w, c->request.data, c->request.len) != 0) {
         c->url[c->base_len] = '\0';
@@ -988,6 +1004,8 @@ static int client_info(lua_State *L)
     lua_setfield(L, -2, "exact_amounts");
     lua_pushboolean(L, c->http_opts.insecure);
     lua_setfield(L, -2, "insecure_skip_tls_verify");
+    lua_pushnumber(L, (lua_Number)c->http_opts.write_reuse_idle);
+    lua_setfield(L, -2, "write_reuse_idle");
     if (has_ca) {
         lua_pushstring(L, ca);
         lua_setfield(L, -2, "ca_file");

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "conns.h"
 
@@ -80,6 +81,8 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose, struct curl_sockadd
     s->ino = st.st_ino;
     s->cut = 0;
     s->tls = NULL;
+    s->used = calypso_conns_now();
+    s->h2 = 0;
     return fd;
 }
 
@@ -180,6 +183,40 @@ void calypso_conns_note_tls(calypso_conns *cs, curl_socket_t fd, const void *ssl
         }
 }
 
+double calypso_conns_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void calypso_conns_used(calypso_conns *cs, curl_socket_t fd, int h2)
+{
+    int i;
+    for (i = 0; i < cs->n; i++)
+        if (cs->socks[i].fd == fd) {
+            cs->socks[i].used = calypso_conns_now();
+            cs->socks[i].h2 = h2;
+            return;
+        }
+}
+
+int calypso_conns_stale(calypso_conns *cs, double max_idle, int cut_them)
+{
+    double before = calypso_conns_now() - max_idle;
+    int i, n = 0;
+    for (i = 0; i < cs->n; i++) {
+        if (cs->socks[i].cut || cs->socks[i].used >= before)
+            continue;
+        n++;
+        if (cut_them)
+            cut(cs, i);
+    }
+    if (n > 0 && cut_them)
+        drain_dead(cs);
+    return n;
+}
+
 int calypso_conns_check(calypso_conns *cs, int idle)
 {
     struct pollfd pf[POLL_BATCH];
@@ -193,12 +230,16 @@ int calypso_conns_check(calypso_conns *cs, int idle)
         return forked(cs, pid);
     if (!idle)
         return 0;
+    if (cs->expire_idle > 0) {   /* asked for by a write that found stale ones (http.c) */
+        cuts += calypso_conns_stale(cs, cs->expire_idle, 1);
+        cs->expire_idle = 0;
+    }
     /* A connection at rest has nothing to say: a readable one holds bytes
      * nobody asked for (a second answer, a TLS alert) or its end (EOF). */
     for (i = 0; i < cs->n;) {
         int m = 0;
         for (; i < cs->n && m < POLL_BATCH; i++) {
-            if (cs->socks[i].cut)
+            if (cs->socks[i].cut || cs->socks[i].h2)
                 continue;
             if (cs->socks[i].tls != NULL && cs->tls_pending != NULL &&
                 cs->tls_pending(cs->socks[i].tls) > 0) {

@@ -77,6 +77,85 @@ static void read_header(calypso_http *h, const char *name, char *dst, size_t dst
 }
 #endif
 
+/* A write's body, given out once and never again (CURLOPT_READFUNCTION). */
+static size_t on_read(char *p, size_t size, size_t n, void *ud)
+{
+    calypso_http *h = ud;
+    size_t want = size * n, left = h->up_len - h->up_off;
+    if (want > left)
+        want = left;
+    memcpy(p, h->up + h->up_off, want);
+    h->up_off += want;
+    return want;
+}
+
+/* CURLOPT_SEEKFUNCTION: libcurl asks to rewind a body it sent (to resend it on
+ * another connection). A write is never resent behind the caller's back. */
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+    (void)ud;
+    (void)offset;
+    (void)origin;
+    return CURL_SEEKFUNC_CANTSEEK;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* CURLOPT_PREREQFUNCTION (7.80): a request is about to go out. libcurl
+ * rewinds only a body whose bytes it wrote; one it read but had not written
+ * yet (a full socket buffer) would go out again from where on_read stopped.
+ * A second attempt of a write is let through only while on_read gave nothing. */
+static int on_prereq(void *ud, char *ip, char *local_ip, int port, int local_port)
+{
+    calypso_http *h = ud;
+    (void)ip;
+    (void)local_ip;
+    (void)port;
+    (void)local_port;
+    h->attempts++;
+    if (h->writing && h->up_off > 0)
+        return CURL_PREREQFUNC_ABORT;
+    return CURL_PREREQFUNC_OK;
+}
+#endif
+
+/* Origins ("https://host:port") whose last answer in this process came over
+ * HTTP/2, as 64-bit hashes in a small table read and written atomically: it
+ * only steers connection choice (CURLOPT_PIPEWAIT), so a collision or a lost
+ * update costs time, never correctness. */
+#define H2_ORIGINS 16
+static unsigned long long h2_origins[H2_ORIGINS];
+
+/* FNV-1a of the URL's scheme and authority; 0 when it has none. */
+static unsigned long long origin_hash(const char *url, size_t n)
+{
+    const char *p = strstr(url, "://");
+    unsigned long long x = 14695981039346656037ULL;
+    size_t i, end;
+    if (p == NULL)
+        return 0;
+    for (end = (size_t)(p - url) + 3; end < n && url[end] != '/' && url[end] != '?'; end++)
+        ;
+    for (i = 0; i < end; i++)
+        x = (x ^ (unsigned char)url[i]) * 1099511628211ULL;
+    return x != 0 ? x : 1;
+}
+
+static int h2_known(unsigned long long o)
+{
+    return o != 0 && __atomic_load_n(&h2_origins[o % H2_ORIGINS], __ATOMIC_RELAXED) == o;
+}
+
+static void h2_note(unsigned long long o, int h2)
+{
+    unsigned long long *slot = &h2_origins[o % H2_ORIGINS];
+    if (o == 0)
+        return;
+    if (h2)
+        __atomic_store_n(slot, o, __ATOMIC_RELAXED);
+    else if (__atomic_load_n(slot, __ATOMIC_RELAXED) == o)
+        __atomic_store_n(slot, 0ULL, __ATOMIC_RELAXED);
+}
+
 /* Appends one header line to the list; returns 0 or -1. */
 static int add_header(calypso_http *h, const char *line)
 {
@@ -94,6 +173,8 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
     CURL *e;
     memset(h, 0, sizeof *h);
     h->body.limit = o->max_response;
+    h->write_reuse_idle = o->write_reuse_idle;
+    h->up_copy.limit = (size_t)1 << 30;
     h->easy = e = curl_easy_init();
     if (e == NULL)
         return "curl_easy_init failed";
@@ -127,6 +208,14 @@ const char *calypso_http_init(calypso_http *h, const calypso_http_opts *o)
         curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEDATA, h) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_READDATA, h) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SEEKDATA, h) != CURLE_OK ||
+#if LIBCURL_VERSION_NUM >= 0x075000
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, h) != CURLE_OK ||
+#endif
 #if !CALYPSO_HEADER_API
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_HEADERDATA, h) != CURLE_OK ||
@@ -183,13 +272,15 @@ static void set_url(calypso_http *h, const char *url)
 }
 
 void calypso_http_setup(calypso_http *h, const char *url, const char *body, size_t len,
-                        const char sign_hex[CALYPSO_SIGN_HEX], int once, int copy)
+                        const char sign_hex[CALYPSO_SIGN_HEX], int writes, int copy)
 {
     /* libcurl adds "Expect: 100-continue" only to a body over 1024 bytes
      * (over 1 MiB in later versions), and "Expect:" is there to stop it: a
      * smaller request goes out the same without that node, which libcurl
      * would otherwise compare against a dozen header names on every call. */
     struct curl_slist *want = len > CALYPSO_EXPECT_FROM ? h->headers : h->headers->next;
+    int own = h->tracker == &h->conns;   /* driven alone: nothing else runs on its cache */
+    long fresh = 0;
     if (want != h->headers_set && curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, want) == CURLE_OK)
         h->headers_set = want;
     memcpy(h->sign_value, sign_hex, CALYPSO_SIGN_HEX);
@@ -197,24 +288,73 @@ void calypso_http_setup(calypso_http *h, const char *url, const char *body, size
     h->status = 0;
     h->sent_bytes = 0;
     h->tls_noted = 0;
+    h->attempts = 0;
     h->errbuf[0] = h->date[0] = h->retry_after[0] = '\0';
     set_url(h, url);
     curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(h->easy, copy ? CURLOPT_COPYPOSTFIELDS : CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h->easy, CURLOPT_FRESH_CONNECT, once ? 1L : 0L);
+    h->writing = writes;
+    h->up_off = 0;
+    if (writes) {
+        /* no POSTFIELDS: libcurl reads the body through on_read, once */
+        h->up = body;
+        h->up_len = len;
+        calypso_buf_clear(&h->up_copy);
+        if (copy) {
+            if (calypso_buf_append(&h->up_copy, body, len) == 0) {
+                h->up = h->up_copy.data;
+            } else {   /* out of memory: an empty body, which the server refuses unapplied */
+                h->up = "";
+                h->up_len = 0;
+                curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+            }
+        }
+        curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, (char *)NULL);
+        if (h->write_reuse_idle <= 0) {
+            fresh = 1;
+        } else if (calypso_conns_stale(h->tracker, h->write_reuse_idle, own) > 0 && !own) {
+            /* others may be running on the cache: not cut now (one of them may be
+             * on it), but at the next idle check; this write takes a new one */
+            fresh = 1;
+            h->tracker->expire_idle = h->write_reuse_idle;
+        }
+    } else {
+        h->up = NULL;
+        h->up_len = 0;
+        curl_easy_setopt(h->easy, copy ? CURLOPT_COPYPOSTFIELDS : CURLOPT_POSTFIELDS, body);
+    }
+    curl_easy_setopt(h->easy, CURLOPT_FRESH_CONNECT, fresh);
+    if (!own)
+        curl_easy_setopt(h->easy, CURLOPT_PIPEWAIT, h2_known(origin_hash(url, strlen(url))) ? 1L : 0L);
 }
 
 void calypso_http_collect(calypso_http *h, CURLcode rc)
 {
-    if (h->tls != NULL) {   /* the session and its socket, for the idle check (conns.h) */
-        curl_socket_t fd = CURL_SOCKET_BAD;
-        if (curl_easy_getinfo(h->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK && fd != CURL_SOCKET_BAD)
-            calypso_conns_note_tls(h->tracker, fd, h->tls);
-        h->tls = NULL;
-    }
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    long version = 0;
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &h->status);
+    if (h->status > 0 && curl_easy_getinfo(h->easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK)
+        version = 0;
+    if (curl_easy_getinfo(h->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK && fd != CURL_SOCKET_BAD) {
+        /* for the write freshness bound, and the idle check */
+        calypso_conns_used(h->tracker, fd, version == CURL_HTTP_VERSION_2_0);
+        if (h->tls != NULL)   /* the session and its socket, for the idle check (conns.h) */
+            calypso_conns_note_tls(h->tracker, fd, h->tls);
+    }
+    h->tls = NULL;
     if (curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &h->sent_bytes) != CURLE_OK)
         h->sent_bytes = 1;   /* unknown: assume it may have reached the server */
+    if (h->writing && h->up_off == 0)
+        h->sent_bytes = 0;   /* no byte of the body left: the server cannot have applied it */
+    else if (h->writing && h->sent_bytes <= 0)
+        h->sent_bytes = 1;
+    if (h->writing && h->up_off > 0 && (rc == CURLE_SEND_FAIL_REWIND || rc == CURLE_ABORTED_BY_CALLBACK))
+        /* libcurl wanted to resend the write on another connection (seek or prereq refused) */
+        snprintf(h->errbuf, sizeof h->errbuf, "%s",
+                 "the kept-alive connection ended without an answer after the write was sent; "
+                 "not resent (it may have been applied)");
+    /* which protocol this origin answers in, for CURLOPT_PIPEWAIT (calypso_http_setup) */
+    if (h->status > 0 && h->url_len > 0)
+        h2_note(origin_hash(h->url, h->url_len), version == CURL_HTTP_VERSION_2_0);
     /* Date (clock skew) and Retry-After only matter to a failure; a 2xx answer
      * that fails to decode reads them later */
     if (rc != CURLE_OK || h->status < 200 || h->status >= 300)
@@ -245,14 +385,14 @@ void calypso_http_multi_cleanup(CURLM *multi, calypso_conns *cs)
 }
 
 CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
-                           const char sign_hex[CALYPSO_SIGN_HEX], int once)
+                           const char sign_hex[CALYPSO_SIGN_HEX], int writes)
 {
     CURLcode rc;
     /* Nothing runs on this handle's cache now: every connection in it is idle.
      * libcurl (7.88) reuses one that has bytes waiting, and reads them as the
      * answer; cut such ones so that its own check drops them. */
     calypso_conns_check(&h->conns, 1);
-    calypso_http_setup(h, url, body, len, sign_hex, once, 0);
+    calypso_http_setup(h, url, body, len, sign_hex, writes, 0);
     rc = curl_easy_perform(h->easy);
     calypso_http_collect(h, rc);
     return rc;
@@ -310,4 +450,6 @@ void calypso_http_free(calypso_http *h)
         h->sign_value = NULL;
     }
     calypso_buf_free(&h->body);
+    calypso_buf_free(&h->up_copy);
+    h->up = NULL;
 }

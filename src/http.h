@@ -26,6 +26,8 @@ typedef struct calypso_http_opts {
     long connect_timeout_ms;
     size_t max_response;        /* cap on the response body */
     int insecure;               /* 1: skip TLS verification (explicit opt-in only) */
+    double write_reuse_idle;    /* seconds: a write rides a kept-alive connection only if it
+                                   was used this recently; 0: a fresh connection per write */
 } calypso_http_opts;
 
 /* Request bodies longer than this carry the "Expect:" header node. */
@@ -49,6 +51,12 @@ typedef struct calypso_http {
 #endif
     calypso_conns conns;        /* the sockets in this handle's own connection cache */
     calypso_conns *tracker;     /* where its sockets are tracked: &conns, or its multi's */
+    double write_reuse_idle;    /* from the options */
+    int writing;                /* this transfer is a write: its body goes through on_read */
+    const char *up;             /* a write's body, handed to libcurl by on_read only, once */
+    size_t up_len, up_off;      /* its length, and how much of it on_read gave out */
+    calypso_buf up_copy;        /* the body when the caller's copy goes away (multi) */
+    int attempts;               /* requests libcurl began for this transfer (PREREQFUNCTION) */
     int tls_noted;              /* this transfer's TLS session looked for */
     const void *tls;            /* that session (an SSL*), until collect hands it on */
 } calypso_http;
@@ -63,17 +71,25 @@ int calypso_http_track(calypso_http *h, calypso_conns *cs);
  * byte written to a connection inherited across fork(); then frees cs. */
 void calypso_http_multi_cleanup(CURLM *multi, calypso_conns *cs);
 /* POSTs body to url with the given signature; fills status, body and headers.
- * once: send on a fresh connection. libcurl silently resends a request whose
- * reused keep-alive connection turns out dead; for a write that could apply
- * it twice, so writes never ride on a reused connection. Connections
- * inherited across fork(), and kept-alive ones with unasked-for bytes waiting,
- * are cut off first (conns.h). */
+ * libcurl silently resends a request whose reused keep-alive connection turns
+ * out dead (no answer byte came). A read goes as CURLOPT_POSTFIELDS, which
+ * libcurl resends. writes: the body goes through a read callback that gives
+ * it out once and cannot seek: libcurl cannot resend a body it has read, so
+ * a write that dies on a reused connection is an error (sent), never a second
+ * copy; a resend before any body byte was read is left to libcurl (the server
+ * cannot have applied a request without its body). A write rides a kept-alive
+ * connection only while it was used within write_reuse_idle seconds (else a
+ * fresh one). Connections inherited across fork(), and kept-alive ones with
+ * unasked-for bytes waiting, are cut off first (conns.h). */
 CURLcode calypso_http_post(calypso_http *h, const char *url, const char *body, size_t len,
-                           const char sign_hex[CALYPSO_SIGN_HEX], int once);
+                           const char sign_hex[CALYPSO_SIGN_HEX], int writes);
 /* The two halves of calypso_http_post, for transfers driven by a multi
- * handle. copy: libcurl keeps its own copy of the body (the caller's goes away). */
+ * handle. copy: the body is copied (the caller's goes away). A transfer driven
+ * by a multi waits for a connection being set up (CURLOPT_PIPEWAIT) when its
+ * server is known to speak HTTP/2 (the last answer from that scheme, host and
+ * port in this process came over HTTP/2), so that calls share one connection. */
 void calypso_http_setup(calypso_http *h, const char *url, const char *body, size_t len,
-                        const char sign_hex[CALYPSO_SIGN_HEX], int once, int copy);
+                        const char sign_hex[CALYPSO_SIGN_HEX], int writes, int copy);
 /* Reads status, bytes sent and (for a failure) the headers we act on once a
  * transfer that ended with rc has finished. */
 void calypso_http_collect(calypso_http *h, CURLcode rc);

@@ -247,8 +247,9 @@ static void launch(calypso_multi *m, calypso_client *c, slot *s, const char *bod
             t = (long)left;
     }
     curl_easy_setopt(s->http.easy, CURLOPT_TIMEOUT_MS, t);
-    /* libcurl copies the body: the client's request buffer is reused by the
-     * next call. Writes go out on a fresh connection, as in client.c. */
+    /* The body is copied (the client's request buffer is reused by the next
+     * call); writes are never resent by libcurl, as on the single-call path
+     * (calypso_http_setup). */
     calypso_http_setup(&s->http, s->url, body, len, sign_hex, s->ep == NULL || s->ep->writes, 1);
     calypso_conns_check(&m->conns, m->running == 0);   /* idle: unasked-for bytes (conns.h) */
     if (curl_multi_add_handle(m->handle, s->http.easy) != CURLM_OK) {

@@ -9,7 +9,7 @@
 --     transport = { pool_size, keepalive_timeout },                -- calypso.transport.ngx opts
 --     deadline_in = seconds }                                      -- t:request's deadline
 -- answers { ngx = { res, msg, err }, curl = { ... }, calypso = { ... }, elapsed = { ... },
---           stats = { connects, reused, resent, last_reused }, phase = ngx.get_phase() }.
+--           stats = { connects, reused, resent, last_reused, stale }, phase = ngx.get_phase() }.
 -- "ngx" goes through calypso.transport.ngx (cosockets), "curl" through the core's own
 -- blocking libcurl method, "calypso" through require("calypso").new (the Lua layer decides).
 local cjson = require("cjson.safe")
@@ -110,6 +110,7 @@ function M.run(req)
       answer.stats = {
          connects = answer.stats.connects, reused = answer.stats.reused,
          resent = answer.stats.resent, last_reused = answer.stats.last_reused,
+         stale = answer.stats.stale,
       }
    end
    if via == "curl" or via == "both" then

@@ -12,11 +12,13 @@
 --   local t = require("calypso.transport.ngx").new(core, { pool_size = 30, keepalive_timeout = 60 })
 --   local res, msg, err = t:request("get_customer", { customerId = id })
 --
--- Connections: reads go through a per-worker keep-alive pool named after scheme, host and port.
--- Writes (and anything core:prepare calls a write) always go out on a fresh connection that is
--- closed afterwards, so a dead pooled connection can never force a decision to resend a write.
--- A read that finds its pooled connection dead before any answer arrived is resent once on a
--- fresh connection, as libcurl does. TLS: a new connection offers the last session of its pool
+-- Connections: calls go through a per-worker keep-alive pool named after scheme, host and port.
+-- A write (anything core:prepare_http calls a write) rides a pooled connection only while that
+-- connection was used within write_reuse_idle seconds (a core option, default 2; 0: every write
+-- on a fresh connection, closed afterwards), and is never resent: a write whose connection dies
+-- is reported (network, sent = true) for the caller to decide. A read that finds its pooled
+-- connection dead before any answer arrived is resent once on a fresh connection, as libcurl
+-- does. TLS: a new connection offers the last session of its pool
 -- and server in this worker (kept for at most MAX_SESSIONS of them), to resume the handshake.
 
 local M = {}
@@ -36,6 +38,53 @@ local MAX_SESSIONS = 64 -- TLS sessions kept per worker (one per pool name), to 
 -- connection offers it, and a server that allows it resumes instead of a full handshake.
 -- Bounded: when MAX_SESSIONS names are kept and a new one comes, they are all dropped.
 local sessions, session_count = {}, 0
+
+-- When each connection idling in a pool was last used, per pool name in this worker: ngx_lua
+-- keeps a pool last in, first out (setkeepalive puts a connection at the head, connect takes
+-- the head), so this stack mirrors it: pushed on setkeepalive, popped when connect hands out a
+-- pooled connection. Connections nginx drops from a pool (idle timeout, the server closed them)
+-- leave extra entries: at the bottom (idle timeouts drop the oldest first: harmless), or, when
+-- the server closed the newest one, a newer time than the connection handed out has (then a
+-- write may ride a connection idle somewhat longer than write_reuse_idle; an unknown time
+-- counts as stale). Bounded per pool; names beyond MAX_SESSIONS reset the table.
+local idle_since, idle_count = {}, 0
+local MAX_IDLE_ENTRIES = 1024
+
+local function idle_stack(pool)
+   local st = idle_since[pool]
+   if st == nil then
+      if idle_count >= MAX_SESSIONS then
+         idle_since, idle_count = {}, 0
+      end
+      st = { n = 0 }
+      idle_since[pool] = st
+      idle_count = idle_count + 1
+   end
+   return st
+end
+
+local function push_idle(pool, t)
+   local st = idle_stack(pool)
+   if st.n >= MAX_IDLE_ENTRIES then -- drop the oldest half
+      local keep = {}
+      for i = st.n - MAX_IDLE_ENTRIES / 2 + 1, st.n do keep[#keep + 1] = st[i] end
+      st = { n = #keep }
+      for i = 1, st.n do st[i] = keep[i] end
+      idle_since[pool] = st
+   end
+   st.n = st.n + 1
+   st[st.n] = t
+end
+
+-- Pops the last-use time of the connection connect() just took from the pool (nil: unknown).
+local function pop_idle(pool)
+   local st = idle_stack(pool)
+   if st.n == 0 then return nil end
+   local t = st[st.n]
+   st[st.n] = nil
+   st.n = st.n - 1
+   return t
+end
 
 local function keep_session(key, session)
    if sessions[key] == nil then
@@ -129,6 +178,10 @@ function M.new(core, opts)
    if opts.pool ~= nil and type(opts.pool) ~= "string" then
       error("calypso.transport.ngx.new: pool must be a string", 2)
    end
+   local write_reuse_idle = info.write_reuse_idle or opts.write_reuse_idle or 2
+   if type(write_reuse_idle) ~= "number" or not (write_reuse_idle >= 0) then
+      error("calypso.transport.ngx.new: write_reuse_idle must be a number of seconds (0 or more)", 2)
+   end
    local scheme, host, port, default_port = parse_base(info.base_url)
    -- ngx_lua's connect() takes an IPv6 literal in brackets ("[::1]"); SNI and the name check
    -- get the bare address
@@ -169,6 +222,8 @@ function M.new(core, opts)
       -- under a name shared by all servers, a call could ride on another server's connection.)
       fresh_options = { pool = pool .. ":fresh" },
       keepalive_ms = keepalive and floor(keepalive * 1000) or nil,
+      -- seconds a pooled connection may have idled and still carry a write; 0: never pooled
+      write_reuse_idle = write_reuse_idle,
       timeout = info.timeout,
       connect_timeout = info.connect_timeout,
       max = info.max_response_size,
@@ -176,7 +231,8 @@ function M.new(core, opts)
       -- counters, for tests and debugging: connections opened, requests on a reused one,
       -- reads resent after a dead pooled connection; last_reused = getreusedtimes() of the
       -- connection the last request used
-      stats = { connects = 0, reused = 0, resent = 0, last_reused = 0 },
+      -- stale = pooled connections a write put aside for having idled too long
+      stats = { connects = 0, reused = 0, resent = 0, last_reused = 0, stale = 0 },
    }, Transport)
 end
 
@@ -207,8 +263,9 @@ local function io_kind(err)
 end
 
 -- Opens (or takes from the pool) a connection and finishes TLS on it. Returns the socket or
--- nil, failure.
-local function open(self, deadline, fresh)
+-- nil, failure, plus whether it was opened under the fresh pool (never to be kept). write: a pooled connection that idled longer than write_reuse_idle is closed
+-- and a fresh one opened instead (the server may close it just as the write arrives).
+local function open(self, deadline, fresh, write, stale_tries)
    local sock, err = ngx.socket.tcp()
    if not sock then
       return nil, fail("connect", "cannot create a socket: " .. tostring(err), false)
@@ -229,6 +286,16 @@ local function open(self, deadline, fresh)
       return nil, fail(kind, err .. " (" .. self.host .. ":" .. self.port .. ")", false)
    end
    local reused = sock:getreusedtimes() or 0
+   if reused > 0 and not fresh then
+      local used = pop_idle(self.connect_options.pool)
+      if write and (used == nil or ngx.now() - used > self.write_reuse_idle) then
+         -- idled too long to carry a write: closed; the next pooled one is older still (the
+         -- pool is last in, first out), so after a few tries a new connection it is
+         self.stats.stale = self.stats.stale + 1
+         sock:close()
+         return open(self, deadline, (stale_tries or 0) >= 8, write, (stale_tries or 0) + 1)
+      end
+   end
    if reused == 0 then
       self.stats.connects = self.stats.connects + 1
       if self.tls then
@@ -250,7 +317,7 @@ local function open(self, deadline, fresh)
       self.stats.reused = self.stats.reused + 1
    end
    self.stats.last_reused = reused
-   return sock, reused
+   return sock, reused, fresh
 end
 
 -- One attempt on one connection: send, then read the answer with calypso.http1. Returns the
@@ -279,7 +346,7 @@ end
 function Transport:request(op, payload, deadline)
    local core = self.core
    -- the whole request, signed, in one string: request line, Sign, the fixed head,
-   -- Content-Length (and Connection: close for writes), body
+   -- Content-Length, body
    local request, writes, err = core:prepare_http(op, payload, self.fixed_head)
    if not request then
       return nil, writes, err -- nil, message, err (invalid payload)
@@ -294,12 +361,14 @@ function Transport:request(op, payload, deadline)
    end
    ngx.update_time()
    deadline = ngx.now() + limit
-   -- Writes never ride on a pooled connection; a read whose pooled connection turns out dead
-   -- before any answer is resent once on a fresh one.
-   local fresh = writes and true or false
+   -- A write rides a pooled connection only while it was used recently (open), and is never
+   -- resent; a read whose pooled connection turns out dead before any answer is resent once on
+   -- a fresh one. write_reuse_idle = 0: every write on a connection of its own, closed after.
+   local once = writes and self.write_reuse_idle <= 0
+   local fresh = once
    local f, head
    for _ = 1, 2 do
-      local sock, reused = open(self, deadline, fresh)
+      local sock, reused, opened_fresh = open(self, deadline, fresh, writes)
       if not sock then
          f = reused
          break
@@ -307,9 +376,11 @@ function Transport:request(op, payload, deadline)
       local res
       res, f, head = exchange(self, sock, deadline, request)
       if res then
-         if fresh or res.close then -- writes are always fresh
+         if opened_fresh or res.close then -- a connection opened under the fresh pool is never kept
             sock:close()
-         elseif not sock:setkeepalive(self.keepalive_ms, self.pool_size) then
+         elseif sock:setkeepalive(self.keepalive_ms, self.pool_size) then
+            push_idle(self.connect_options.pool, ngx.now())
+         else
             sock:close()
          end
          return core:finish(op, res.status, res.body, res.date, res.retry_after)
