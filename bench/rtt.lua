@@ -141,8 +141,10 @@ local ok, err = pcall(function()
    end }
 
    local columns = {
-      { key = "lua54", name = "module, Lua 5.4", cmd = "LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/rtt_client.lua module" },
-      { key = "luajit", name = "module, LuaJIT", cmd = "LUA_CPATH='build/jit/?.so;;' luajit bench/rtt_client.lua module" },
+      { key = "lua54", name = "module, Lua 5.4",
+        cmd = "LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/rtt_client.lua module" },
+      { key = "luajit", name = "module, LuaJIT",
+        cmd = "LUA_CPATH='build/jit/?.so;;' luajit bench/rtt_client.lua module" },
       { key = "nginx", name = "module in nginx", nginx = true },
       { key = "peer", name = "peer: Lua-cURL", cmd = "luajit bench/rtt_client.lua peer" },
    }
@@ -172,7 +174,9 @@ local ok, err = pcall(function()
          if col.nginx then
             local body, code = http.request(("http://127.0.0.1:%d/rtt?case=%s&n=%d&max=%d&base=%s&control=%d&route=%d")
                :format(or_port, row.case, row.n, CELL_SECONDS, base, control, row.route))
-            if code ~= 200 then error(("%s, %s: %s %s"):format(col.name, row.name, tostring(code), tostring(body)), 0) end
+            if code ~= 200 then
+               error(("%s, %s: %s %s"):format(col.name, row.name, tostring(code), tostring(body)), 0)
+            end
             out = body
          else
             out = sh(("%s %s %s %s %s %s/ca.pem %d %d %d %d"):format(col.cmd, row.case, base, KEY, SECRET,

@@ -34,7 +34,8 @@ local api = { now = purse.now, accepts = accepts }
 function api.new()
    pools = pools + 1
    local client = calypso.new{ key = KEY, secret = SECRET, account = ACCOUNT, base_url = base, transport = "ngx",
-                               ngx_options = { pool = ("rtt:%d:%d:%d"):format(ngx.worker.pid(), ngx.now() * 1000, pools),
+                               ngx_options = { pool = ("rtt:%d:%d:%d"):format(ngx.worker.pid(),
+                                                                             ngx.now() * 1000, pools),
                                                keepalive_timeout = 5 } }
    local c = {}
    function c.call(op, payload)

@@ -173,9 +173,10 @@ describe("HTTP/1.1-only server", function()
       end
       local res = c:batch(reads(N))
       all_ok(res, N)
-      local conns, lines, n = {}, 0, 0
+      local lines, n = 0, 0
       for _ = 1, 30 do   -- the access log line follows the answer: wait for it, bounded
-         conns, lines, n = {}, 0, 0
+         local conns = {}
+         lines, n = 0, 0
          for conn in (nginx.read_file(h.prefix .. "/h1.log") or ""):sub(log0 + 1):gmatch("(%d+) /") do
             lines = lines + 1
             if not conns[conn] then conns[conn], n = true, n + 1 end

@@ -194,7 +194,8 @@ describe("write_reuse_idle", function()
       for _, bad in ipairs({ -1, 86401, "2", true, 0 / 0 }) do
          local ok, e = pcall(purse.new, options(servers.http, { write_reuse_idle = bad }))
          assert.is_false(ok)
-         assert.truthy(tostring(e):find("option 'write_reuse_idle' must be a number of seconds from 0 to 86400", 1, true), e)
+         assert.truthy(tostring(e):find("option 'write_reuse_idle' must be a number of seconds from 0 to 86400",
+                                        1, true), e)
       end
    end)
 end)

@@ -179,7 +179,7 @@ function M.new(core, opts)
       error("calypso.transport.ngx.new: pool must be a string", 2)
    end
    local write_reuse_idle = info.write_reuse_idle or opts.write_reuse_idle or 2
-   if type(write_reuse_idle) ~= "number" or not (write_reuse_idle >= 0) then
+   if type(write_reuse_idle) ~= "number" or write_reuse_idle ~= write_reuse_idle or write_reuse_idle < 0 then
       error("calypso.transport.ngx.new: write_reuse_idle must be a number of seconds (0 or more)", 2)
    end
    local scheme, host, port, default_port = parse_base(info.base_url)
@@ -263,7 +263,8 @@ local function io_kind(err)
 end
 
 -- Opens (or takes from the pool) a connection and finishes TLS on it. Returns the socket or
--- nil, failure, plus whether it was opened under the fresh pool (never to be kept). write: a pooled connection that idled longer than write_reuse_idle is closed
+-- nil, failure, plus whether it was opened under the fresh pool (never to be kept). write: a
+-- pooled connection that idled longer than write_reuse_idle is closed
 -- and a fresh one opened instead (the server may close it just as the write arrives).
 local function open(self, deadline, fresh, write, stale_tries)
    local sock, err = ngx.socket.tcp()
