@@ -35,7 +35,7 @@ rock_ok=1
 chmod -R a+rX build/rocks-jit 2>/dev/null || true
 status=0
 CALYPSO_NGINX_SPEC=1 CALYPSO_ROCK_JIT="$root/build/rocks-jit" LUA_CPATH="build/5.4/?.so;;" CALYPSO_MOCK_LUA=lua5.4 \
-  lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_spec.lua spec/hostile_spec.lua spec/nginx_pools_spec.lua spec/nginx_stray_bytes_spec.lua spec/nginx_cpu_spec.lua spec/nginx_fork_spec.lua "$@" \
+  lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_spec.lua spec/hostile_spec.lua spec/nginx_pools_spec.lua spec/nginx_stray_bytes_spec.lua spec/nginx_cpu_spec.lua spec/nginx_fork_spec.lua spec/nginx_writes_spec.lua "$@" \
   >"$log" 2>&1 || status=$?
 cat "$log"
 summary=$(grep -E '^[0-9]+ successe?s? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1 || true)

@@ -41,12 +41,16 @@ local sessions, session_count = {}, 0
 
 -- When each connection idling in a pool was last used, per pool name in this worker: ngx_lua
 -- keeps a pool last in, first out (setkeepalive puts a connection at the head, connect takes
--- the head), so this stack mirrors it: pushed on setkeepalive, popped when connect hands out a
--- pooled connection. Connections nginx drops from a pool (idle timeout, the server closed them)
--- leave extra entries: at the bottom (idle timeouts drop the oldest first: harmless), or, when
--- the server closed the newest one, a newer time than the connection handed out has (then a
--- write may ride a connection idle somewhat longer than write_reuse_idle; an unknown time
--- counts as stale). Bounded per pool; names beyond MAX_SESSIONS reset the table.
+-- the head), so this stack mirrors it: pushed on setkeepalive with the connection's reuse count,
+-- popped when connect hands out a pooled connection. A connection nginx drops from a pool
+-- (idle timeout, the server closed it or spoke out of turn) leaves its entry behind, and then
+-- the stack no longer lines up with the pool: the entry popped would carry another
+-- connection's time. The reuse count catches that (the connection handed out must have been
+-- reused once more than when its entry was pushed) unless the two connections happened to have
+-- the same count; on a mismatch the pool's times are all unknown (the stack is dropped), and
+-- an unknown time counts as stale for a write. A miss costs a write that meets a server's
+-- keep-alive timeout a failure (network, sent = true), never a second copy. Bounded per pool; names
+-- beyond MAX_SESSIONS reset the table.
 local idle_since, idle_count = {}, 0
 local MAX_IDLE_ENTRIES = 1024
 
@@ -63,7 +67,7 @@ local function idle_stack(pool)
    return st
 end
 
-local function push_idle(pool, t)
+local function push_idle(pool, t, reused)
    local st = idle_stack(pool)
    if st.n >= MAX_IDLE_ENTRIES then -- drop the oldest half
       local keep = {}
@@ -73,17 +77,22 @@ local function push_idle(pool, t)
       idle_since[pool] = st
    end
    st.n = st.n + 1
-   st[st.n] = t
+   st[st.n] = { t, reused }
 end
 
--- Pops the last-use time of the connection connect() just took from the pool (nil: unknown).
-local function pop_idle(pool)
+-- Pops the last-use time of the connection connect() just took from the pool, reused times
+-- in all (nil: unknown, and the pool's other times with it).
+local function pop_idle(pool, reused)
    local st = idle_stack(pool)
    if st.n == 0 then return nil end
-   local t = st[st.n]
+   local e = st[st.n]
    st[st.n] = nil
    st.n = st.n - 1
-   return t
+   if e[2] + 1 ~= reused then
+      idle_since[pool] = { n = 0 }   -- out of line with the pool: every time is unknown now
+      return nil
+   end
+   return e[1]
 end
 
 local function keep_session(key, session)
@@ -178,7 +187,7 @@ function M.new(core, opts)
    if opts.pool ~= nil and type(opts.pool) ~= "string" then
       error("calypso.transport.ngx.new: pool must be a string", 2)
    end
-   local write_reuse_idle = info.write_reuse_idle or opts.write_reuse_idle or 2
+   local write_reuse_idle = info.write_reuse_idle or 2   -- a core option (client:info())
    if type(write_reuse_idle) ~= "number" or write_reuse_idle ~= write_reuse_idle or write_reuse_idle < 0 then
       error("calypso.transport.ngx.new: write_reuse_idle must be a number of seconds (0 or more)", 2)
    end
@@ -288,7 +297,7 @@ local function open(self, deadline, fresh, write, stale_tries)
    end
    local reused = sock:getreusedtimes() or 0
    if reused > 0 and not fresh then
-      local used = pop_idle(self.connect_options.pool)
+      local used = pop_idle(self.connect_options.pool, reused)
       if write and (used == nil or ngx.now() - used > self.write_reuse_idle) then
          -- idled too long to carry a write: closed; the next pooled one is older still (the
          -- pool is last in, first out), so after a few tries a new connection it is
@@ -380,7 +389,7 @@ function Transport:request(op, payload, deadline)
          if opened_fresh or res.close then -- a connection opened under the fresh pool is never kept
             sock:close()
          elseif sock:setkeepalive(self.keepalive_ms, self.pool_size) then
-            push_idle(self.connect_options.pool, ngx.now())
+            push_idle(self.connect_options.pool, ngx.now(), reused)
          else
             sock:close()
          end

@@ -1,5 +1,5 @@
--- Hostile review (review4) of the write path (writes on kept-alive connections), libcurl side.
--- A scripted server (spec/support/review_server.lua) kills the kept-alive connection under a
+-- From a hostile review: the write path (writes on kept-alive connections), libcurl side.
+-- A scripted server (spec/support/killpoint_server.lua) kills the kept-alive connection under a
 -- write at every point of its way in (before/after the head, mid-body, after the body, after
 -- a 100 Continue, with an early answer) for small (create_customer) and large (client:call of
 -- an unknown path, 64 KiB .. 5 MiB on the wire) bodies, and logs how many bytes of each copy
@@ -8,7 +8,7 @@
 local purse = require "calypso.purse"
 local calypso = require "calypso"
 local mock_state = require "calypso.mock.state"
-local review_server = require "support.review_server"
+local review_server = require "support.killpoint_server"
 
 local function options(url, extra)
    local o = { key = mock_state.DEFAULT_KEY, secret = mock_state.DEFAULT_SECRET,
@@ -42,7 +42,7 @@ local SIZES = {
      needle = "rv/unknown" },
 }
 
-describe("review: a write whose kept-alive connection dies (libcurl)", function()
+describe("a write whose kept-alive connection dies (libcurl)", function()
    for _, size in ipairs(SIZES) do
       for _, step in ipairs(STEPS) do
          it(size.name .. " body, " .. step .. ": at most one complete copy; sent not false if one arrived", function()
@@ -67,7 +67,7 @@ describe("review: a write whose kept-alive connection dies (libcurl)", function(
    end
 end)
 
-describe("review: the Lua layer with retries on", function()
+describe("the Lua layer with retries on", function()
    for _, step in ipairs({ "head_close", "head_rst", "c100_close" }) do
       it("create_customer, " .. step .. ": at most one complete copy", function()
          local srv = review_server.start{ plan_text = ('{ [1] = { "ok", %q } }'):format(step), lifetime = 20 }

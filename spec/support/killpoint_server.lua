@@ -1,10 +1,10 @@
--- A scripted HTTP/1.1 server for the write-path hostile review (spec/review_writes_spec.lua):
+-- A scripted HTTP/1.1 server for the write-path hostile review (spec/write_killpoints_spec.lua):
 -- a child lua5.4 process that serves connections one at a time, each request by a step of a
 -- plan, and logs every request it saw (path, Content-Length, body bytes actually read) to a
 -- file the spec reads back. Bounded: it exits after `lifetime` seconds (default 20) or when
 -- its parent goes away (stdin closes). Loopback only.
 --
---   local srv = require("support.review_server").start{ plan = { [1] = { "ok", "head_close" } } }
+--   local srv = require("support.killpoint_server").start{ plan = { [1] = { "ok", "head_close" } } }
 --   ... srv.url ...
 --   local log = srv:log()     -- { { conn = 1, path = ..., cl = n, got = m }, ... }
 --   srv:stop()

@@ -1,11 +1,11 @@
--- Hostile review (review4) of cosocket writes on pooled connections (calypso.transport.ngx):
+-- From a hostile review: cosocket writes on pooled connections (calypso.transport.ngx):
 -- the per-pool stack of last-use times that mirrors ngx_lua's LIFO pool goes out of step when
 -- nginx drops a pooled connection that is not the oldest (here: the server sends bytes on it
 -- unasked, so ngx_lua's keepalive handler closes it), and a write then rides a connection that
 -- idled far longer than write_reuse_idle, with the guard reporting it fresh.
--- EXPECTED TO FAIL until fixed: this spec reproduces finding 1 of the review4 report.
+-- The reuse count recorded with each time catches this (the stack is dropped, the write takes a new connection).
 -- Run: CALYPSO_NGINX_SPEC=1 LUA_CPATH="build/5.4/?.so;;" CALYPSO_MOCK_LUA=lua5.4 \
---   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/review_nginx_writes_spec.lua
+--   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_writes_spec.lua
 if os.getenv("CALYPSO_NGINX_SPEC") ~= "1" then
    return
 end
@@ -64,7 +64,7 @@ teardown(function()
    if server then server:stop() end
 end)
 
-describe("review: cosocket write freshness", function()
+describe("cosocket write freshness", function()
    it("rv_lifo_stack_desync: a write never rides a pooled connection idle longer than write_reuse_idle", function()
       server:reset()
       server:fault{ mode = "delay", seconds = 0.3, count = 2 }     -- the two reads overlap
