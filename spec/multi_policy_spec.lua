@@ -109,16 +109,23 @@ describe("calypso.new client:batch", function()
       local p1, p2 = { customerId = customers[1].id }, { customerId = customers[2].id }
       local results = c:batch{ { "get_customer", p1 }, { "get_customer", p2 } }
       assert.are.same({ { value = customers[1] }, { value = customers[2] } }, results)
+      -- the two 503s strike the first two requests to arrive: one each, or both on one call
+      -- when its retry overtakes the other call's first attempt
       local g = by_payload(events)
+      local failed = 0
       for _, p in ipairs{ p1, p2 } do
          local evs = g[p]
-         assert.are.equal(2, #evs)
-         assert.are.same({ 1, false, "http", 503, "retry", "transient", false, "curl" },
-                         { evs[1].attempt, evs[1].ok, evs[1].kind, evs[1].status, evs[1].retry,
-                           evs[1].reason, evs[1].final, evs[1].transport })
-         assert.are.same({ 2, true, true, 200, "get_customer", "/api/v1/customer-purse/customer/get" },
-                         { evs[2].attempt, evs[2].ok, evs[2].final, evs[2].status, evs[2].op, evs[2].path })
+         for i = 1, #evs - 1 do
+            failed = failed + 1
+            assert.are.same({ i, false, "http", 503, "retry", "transient", false, "curl" },
+                            { evs[i].attempt, evs[i].ok, evs[i].kind, evs[i].status, evs[i].retry,
+                              evs[i].reason, evs[i].final, evs[i].transport })
+         end
+         local last = evs[#evs]
+         assert.are.same({ #evs, true, true, 200, "get_customer", "/api/v1/customer-purse/customer/get" },
+                         { last.attempt, last.ok, last.final, last.status, last.op, last.path })
       end
+      assert.are.equal(2, failed)
       c:close()
    end)
 
