@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "json.h"
 #include "multi.h"
+#include "request.h"
 
 #define MULTI_MT "calypso.purse.multi"
 #define MAX_SLOTS 1024              /* calls started and not yet taken, in one multi */
@@ -214,7 +215,7 @@ static slot *take_slot(calypso_multi *m, calypso_client *c)
     s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->url = malloc(c->base_len + sizeof CALYPSO_API_PREFIX + CALYPSO_MAX_PATH + 1);
+    s->url = malloc(calypso_request_url_size(c));
     if (s->url == NULL || calypso_http_init(&s->http, &c->http_opts) != NULL ||
         calypso_http_track(&s->http, &m->conns) != 0) {
         calypso_http_free(&s->http);
@@ -276,7 +277,7 @@ static void launch_queued(calypso_multi *m, calypso_client *c)
             m->queue_tail = NULL;
         s->next = NULL;
         m->queued--;
-        if (calypso_client_restamp(c, s->queued.data, s->queued.len, sign_hex) != 0) {
+        if (calypso_request_restamp(c, s->queued.data, s->queued.len, sign_hex) != 0) {
             s->rc = CURLE_OUT_OF_MEMORY;   /* HMAC failed: reported as the transfer failing */
             calypso_http_collect(&s->http, s->rc);
             done_push(m, s);
@@ -297,19 +298,18 @@ static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx,
     char sign_hex[CALYPSO_SIGN_HEX];
     const char *path;
     size_t pathlen;
-    const calypso_endpoint *ep = calypso_client_op(L, opidx, fname, &path, &pathlen);
+    const calypso_endpoint *ep = calypso_request_op(L, opidx, fname, &path, &pathlen);
     const char *op = ep != NULL ? ep->name : path;
     slot *s;
 
-    if (calypso_client_prepare(L, c, ep, op, pidx, sign_hex) != 0)
+    if (calypso_request_prepare(L, c, ep, op, pidx, sign_hex) != 0)
         return NULL;
     leave_inherited(m);   /* after fork(): before this process's own call joins */
     if ((s = take_slot(m, c)) == NULL) {
         mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
         luaL_error(L, "calypso.purse: cannot start another call (out of memory or %d calls not yet taken)", MAX_SLOTS);
     }
-    strcpy(s->url, calypso_client_url(c, ep, path, pathlen));
-    c->url[c->base_len] = '\0';
+    calypso_request_url(c, ep, path, pathlen, s->url);
     s->ep = ep;
     strcpy(s->op, op);
     s->deadline = c->deadline;
@@ -395,9 +395,9 @@ static int collect(lua_State *L, calypso_multi *m, calypso_client *c, slot *s)
         r.kind = "timeout";
         r.detail = "the deadline passed before the request was sent";
     } else {
-        calypso_client_response(&s->http, s->rc, &r);
+        calypso_request_response(&s->http, s->rc, &r);
     }
-    n = calypso_client_finish(L, c, s->ep, s->op, &r);
+    n = calypso_request_finish(L, c, s->ep, s->op, &r);
     slot_reset(m, s);
     return n;
 }

@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "json.h"
 #include "multi.h"
+#include "request.h"
 #include "sign.h"
 
 /* purse.sign(secret, body) -> lowercase hex HMAC-SHA512. */
