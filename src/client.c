@@ -13,7 +13,6 @@
 #include "errors.h"
 #include "http.h"
 #include "json.h"
-#include "multi.h"
 #include "options.h"
 #include "request.h"
 #include "sign.h"
@@ -45,7 +44,8 @@ static void client_release(calypso_client *c)
     calypso_buf_free(&c->scratch);
     calypso_buf_free(&c->request);
     calypso_buf_free(&c->wire);
-    calypso_multi_free(c->batch);
+    if (c->batch != NULL)
+        c->batch_free(c->batch);
     c->batch = NULL;
     free(c->ca_file);
     free(c->proxy);
@@ -98,6 +98,36 @@ static int client_guarded(lua_State *L)
     if (status != LUA_OK)
         return lua_error(L);
     return lua_gettop(L);
+}
+
+/* ------------------------------------------------------------------ accessors
+ * for multi.c, which reads no field of the client itself. */
+
+const calypso_http_opts *calypso_client_http_opts(const calypso_client *c)
+{
+    return &c->http_opts;
+}
+
+int calypso_client_usable(const calypso_client *c)
+{
+    return c->open && !c->closing;
+}
+
+double calypso_client_deadline(const calypso_client *c)
+{
+    return c->deadline;
+}
+
+struct calypso_multi *calypso_client_batch(const calypso_client *c)
+{
+    return c->batch;
+}
+
+void calypso_client_set_batch(calypso_client *c, struct calypso_multi *m,
+                              void (*free_fn)(struct calypso_multi *))
+{
+    c->batch = m;
+    c->batch_free = free_fn;
 }
 
 static int client_tostring(lua_State *L)
@@ -481,15 +511,14 @@ static const luaL_Reg client_guarded_methods[] = {
     { "prepare_http", client_prepare_http },
     { "finish", client_finish },
     { "failure", client_failure },
-    { "batch", calypso_client_batch },
     { NULL, NULL }
 };
 
-/* Methods that work on their own state (they may run while the client is busy). */
+/* Methods that work on their own state (they may run while the client is busy).
+ * multi.c adds multi and batch (calypso_multi_register). */
 static const luaL_Reg client_methods[] = {
     { "sign", client_sign },
     { "info", client_info },
-    { "multi", calypso_client_multi },
     { "clock_offset", client_clock_offset },
     { "deadline", client_deadline },
     { "last_status", client_last_status },
@@ -512,8 +541,8 @@ static void push_codec(lua_State *L, int codec)
         lua_pushvalue(L, codec + i);
 }
 
-/* Sets methods[name] to client_guarded over the body on top (popped). */
-static void set_guarded(lua_State *L, const char *name)
+/* See client.h. */
+void calypso_client_set_guarded(lua_State *L, const char *name)
 {
     lua_pushstring(L, name);
     lua_pushcclosure(L, client_guarded, 2);
@@ -533,14 +562,15 @@ void calypso_client_register(lua_State *L)
     for (r = client_guarded_methods; r->name != NULL; r++) {
         push_codec(L, codec);
         lua_pushcclosure(L, r->func, CALYPSO_JSON_UPVALUES);
-        set_guarded(L, r->name);
+        calypso_client_set_guarded(L, r->name);
     }
     for (i = 0; i < calypso_endpoint_count; i++) {
         push_codec(L, codec);
         lua_pushinteger(L, i);
         lua_pushcclosure(L, client_operation, CALYPSO_JSON_UPVALUES + 1);
-        set_guarded(L, calypso_endpoints[i].name);
+        calypso_client_set_guarded(L, calypso_endpoints[i].name);
     }
-    lua_setfield(L, -2, "__index");                   /* codec, mt */
-    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");                   /* codec, mt, methods */
+    lua_remove(L, -2);                                /* codec, methods: for other files' */
 }

@@ -32,7 +32,9 @@ typedef struct calypso_client {
     calypso_buf wire;           /* a whole HTTP request for client:prepare_http */
     calypso_http_opts http_opts;/* for more easy handles (batch, multi) */
     char *ca_file, *proxy;      /* owned copies behind http_opts */
-    struct calypso_multi *batch;/* the multi handle behind client:batch, lazily made */
+    struct calypso_multi *batch;/* the multi handle behind client:batch, lazily made by
+                                   multi.c (calypso_client_set_batch); NULL: none */
+    void (*batch_free)(struct calypso_multi *);   /* how release frees it */
     int exact_amounts;          /* "amount" values as decimal strings */
     int open;
     int busy;                   /* a method is using the buffers and handles (see
@@ -55,8 +57,26 @@ calypso_client *calypso_client_check(lua_State *L, int idx, const char *fname);
 void calypso_client_enter(lua_State *L, calypso_client *c);
 void calypso_client_leave(calypso_client *c);
 /* Registers the client metatable; expects the json codec (2 values) on top of
- * the stack and leaves it there. */
+ * the stack, leaves it there and pushes the method table above it, where other
+ * files add their methods (purse.c pops it). */
 void calypso_client_register(lua_State *L);
+/* With the method table at -2 and a method body on top (popped): sets
+ * methods[name] to the busy guard over the body. The body runs under lua_pcall
+ * with the client (argument 1) checked and busy, so it may hold pointers into
+ * the client's buffers across Lua API calls. */
+void calypso_client_set_guarded(lua_State *L, const char *name);
+
+/* Accessors, for files that need no more of the client (multi.c). */
+const calypso_http_opts *calypso_client_http_opts(const calypso_client *c);
+/* Open, and no close pending: its signer and buffers can be used. */
+int calypso_client_usable(const calypso_client *c);
+/* client:deadline()'s value (a purse.now() time; 0: none). */
+double calypso_client_deadline(const calypso_client *c);
+/* The state behind client:batch, owned by the client (release calls free_fn on
+ * it) and made and used by multi.c: the client needs no multi.h. */
+struct calypso_multi *calypso_client_batch(const calypso_client *c);
+void calypso_client_set_batch(calypso_client *c, struct calypso_multi *m,
+                              void (*free_fn)(struct calypso_multi *));
 /* purse.new(opts): needs the json codec as upvalues. */
 int calypso_client_new(lua_State *L);
 

@@ -371,6 +371,11 @@ int calypso_request_restamp(calypso_client *c, char *body, size_t len, char sign
     return calypso_signer_sign(&c->signer, (const unsigned char *)body, len, sign_hex);
 }
 
+const calypso_buf *calypso_request_envelope(const calypso_client *c)
+{
+    return &c->request;
+}
+
 /* See request.h. Shared by the single-call path and multi.c's launch. */
 long calypso_request_timeout(const calypso_client *c, double deadline)
 {

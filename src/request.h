@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <lua.h>
 #include <curl/curl.h>
+#include "buf.h"
 #include "endpoints.h"
 #include "http.h"
 #include "options.h"
@@ -75,6 +76,9 @@ int calypso_request_restamp(struct calypso_client *c, char *body, size_t len,
 char *calypso_request_url(const struct calypso_client *c, const calypso_endpoint *ep,
                           const char *path, size_t pathlen, char *dst);
 size_t calypso_request_url_size(const struct calypso_client *c);
+/* The envelope the last calypso_request_prepare built and signed: valid (and
+ * to be used) only while the client stays busy and until the next prepare. */
+const calypso_buf *calypso_request_envelope(const struct calypso_client *c);
 
 /* ---- perform */
 
