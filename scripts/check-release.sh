@@ -122,4 +122,6 @@ EOF
   LUA_PATH="$tmp/tree/share/lua/$lv/?.lua;$tmp/tree/share/lua/$lv/?/init.lua;;" \
   LUA_CPATH="$tmp/tree/lib/lua/$lv/?.so;;" \
   "$lua" check.lua "$tmp/tree" "$lv" "$v" "$lua") || fail "the installed rocks do not work"
+# The installed module exports luaopen_calypso_purse and nothing else.
+sh scripts/check-exports.sh "$tmp/tree/lib/lua/$lv/calypso/purse.so" || fail "the installed module leaks symbols"
 echo "release: ok"

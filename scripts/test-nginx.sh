@@ -33,6 +33,10 @@ rock_ok=1
 (cd "$rockdir" && luarocks --lua-version 5.1 --tree "$root/build/rocks-jit" make --deps-mode=none \
    LUA_INCDIR=/usr/include/luajit-2.1) >"$log" 2>&1 || { cat "$log"; rock_ok=0; }
 chmod -R a+rX build/rocks-jit 2>/dev/null || true
+# that rock's module exports luaopen_calypso_purse and nothing else
+if [ "$rock_ok" -eq 1 ] && ! sh scripts/check-exports.sh build/rocks-jit/lib/lua/5.1/calypso/purse.so; then
+  rock_ok=0
+fi
 status=0
 CALYPSO_NGINX_SPEC=1 CALYPSO_ROCK_JIT="$root/build/rocks-jit" LUA_CPATH="build/5.4/?.so;;" CALYPSO_MOCK_LUA=lua5.4 \
   lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua;spec/?.lua' spec/nginx_spec.lua spec/hostile_spec.lua spec/nginx_pools_spec.lua spec/nginx_stray_bytes_spec.lua spec/nginx_cpu_spec.lua spec/nginx_fork_spec.lua spec/nginx_writes_spec.lua "$@" \
@@ -43,7 +47,7 @@ summary=$(grep -E '^[0-9]+ successe?s? / [0-9]+ failures? / [0-9]+ errors?' "$lo
 passed=$(echo "$summary" | sed -E 's#^([0-9]+) success.*#\1#')
 failed=$(echo "$summary" | sed -E 's#^[0-9]+ successe?s? / ([0-9]+) failures? / ([0-9]+) error.*#\1 \2#' | awk '{print $1 + $2}')
 if [ "$rock_ok" -eq 0 ]; then
-  echo "test-nginx: luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1 failed"
+  echo "test-nginx: luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1 failed, or its module leaks symbols"
   failed=$((failed + 1))
   status=1
 fi

@@ -75,6 +75,42 @@ describe("the client rock (calypso-purse)", function()
    end)
 end)
 
+describe("the C core's symbols", function()
+   -- Both builds compile with BASE_CFLAGS: the warnings (WARN) and -fvisibility=hidden, whatever
+   -- CFLAGS luarocks passes. The module under test comes from `make build`; the installed rocks
+   -- are checked by scripts/test-nginx.sh (LuaJIT) and scripts/check-release.sh. The tools run
+   -- without the sanitizer stage's LD_PRELOAD (it is for the module, not for make or nm).
+   it("the rock's build target compiles with the Makefile's warning and visibility flags", function()
+      local f = assert(io.open("Makefile", "r"))
+      local warn = assert(f:read("*a"):match("\nWARN%s*:=%s*([^\n]-)%s*\n"), "Makefile: no WARN")
+      f:close()
+      local p = assert(io.popen("env -u LD_PRELOAD make -n -s rock-build LUA_INCDIR=/nonexistent "
+                                  .. "CFLAGS=-O1 2>&1"))
+      local cmd = p:read("*a")
+      p:close()
+      assert.is_truthy(cmd:find(warn, 1, true), "rock-build without WARN (" .. warn .. "): " .. cmd)
+      assert.is_truthy(cmd:find("-fvisibility=hidden", 1, true), cmd)
+   end)
+
+   it("the module defines luaopen_calypso_purse and no other dynamic symbol", function()
+      local so   -- package.searchpath is 5.2+ (and LuaJIT)
+      for template in package.cpath:gmatch("[^;]+") do
+         local path = template:gsub("%?", "calypso/purse")
+         local f = io.open(path, "rb")
+         if f then
+            f:close()
+            so = so or path
+         end
+      end
+      assert.is_truthy(so, "calypso.purse not found on package.cpath")
+      local p = assert(io.popen("env -u LD_PRELOAD sh scripts/check-exports.sh '" .. so
+                                  .. "' 2>&1; echo \"rc=$?\""))
+      local out = p:read("*a")
+      p:close()
+      assert.is_truthy(out:find("rc=0", 1, true), out)
+   end)
+end)
+
 describe("the mock rock (calypso-purse-mock)", function()
    it("installs exactly the modules under lua/calypso/mock", function()
       assert.are.same(modules_under("lua/calypso/mock"), rockspec(MOCK).build.install.lua)

@@ -1,6 +1,6 @@
-/* client.c: the client userdata and the request path, split as
- * prepare (validate, envelope, encode once, sign those bytes) ->
- * perform (libcurl) -> finish (status + body -> table or failure). */
+/* client.c: the client userdata: its lifecycle (new, the busy guard, close
+ * and the deferred close) and its methods. The request path they run is
+ * request.c's; options are read by options.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,208 +13,15 @@
 #include "errors.h"
 #include "http.h"
 #include "json.h"
-#include "multi.h"
+#include "options.h"
+#include "request.h"
 #include "sign.h"
 #include "validate.h"
 
-#define DEFAULT_BASE_URL "https://api.calypso.finance"
-#define DEFAULT_TIMEOUT 30.0
-#define DEFAULT_CONNECT_TIMEOUT 10.0
-/* Seconds a kept-alive connection may have idled and still carry a write (README,
- * "Connections"): under the shortest keep-alive timeouts servers commonly use
- * (5 s: Apache, Node.js), so a write never arrives as the server closes it. */
-#define DEFAULT_WRITE_REUSE_IDLE 2.0
-#define DEFAULT_MAX_RESPONSE (8u << 20)   /* 8 MiB: far above any documented body */
-#define MAX_REQUEST (1u << 20)            /* 1 MiB of payload JSON (strings before escaping) */
-#define MAX_PATH CALYPSO_MAX_PATH
-#define MAX_BASE_URL 1024
-#define MAX_CA_FILE 4096
+#define MAX_BASE_URL CALYPSO_MAX_BASE_URL
+#define MAX_CA_FILE CALYPSO_MAX_CA_FILE
 #define MAX_HEAD (16u << 10)             /* header lines given to client:prepare_http */
 #define UV_ENDPOINT lua_upvalueindex(CALYPSO_JSON_UPVALUES + 1)
-
-static const char *const option_names[] = {
-    "key", "secret", "account", "base_url", "timeout", "connect_timeout", "ca_file",
-    "proxy", "user_agent", "max_response_size", "insecure_skip_tls_verify",
-    "exact_amounts", "write_reuse_idle", NULL
-};
-
-/* ------------------------------------------------------------------ options */
-
-typedef struct options {
-    const char *key, *secret, *account, *base_url, *ca_file, *proxy, *user_agent;
-    size_t secret_len, account_len, base_len;
-    double timeout, connect_timeout, write_reuse_idle;
-    lua_Integer max_response;
-    int insecure, exact_amounts;
-} options;
-
-/* Pushes opts[name], read raw: a hostile __index on the options table never runs. */
-static void get_opt(lua_State *L, const char *name)
-{
-    lua_pushstring(L, name);
-    lua_rawget(L, 1);
-}
-
-static const char *opt_string(lua_State *L, const char *name, size_t *len, int required)
-{
-    const char *s;
-    *len = 0;   /* absent: no length (callers share one length variable) */
-    get_opt(L, name);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        if (required)
-            luaL_error(L, "calypso.purse.new: option '%s' is required", name);
-        return NULL;
-    }
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "calypso.purse.new: option '%s' must be a string (got %s)", name,
-                   luaL_typename(L, -1));
-    s = lua_tolstring(L, -1, len);
-    if (required && *len == 0)
-        luaL_error(L, "calypso.purse.new: option '%s' must not be empty", name);
-    lua_pop(L, 1);   /* still referenced by the opts table, so s stays valid */
-    return s;
-}
-
-/* Header values must be printable ASCII: no CR/LF header injection, no NULs. */
-static void opt_header_safe(lua_State *L, const char *name, const char *s, size_t n)
-{
-    size_t i;
-    for (i = 0; s != NULL && i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7F)
-            luaL_error(L, "calypso.purse.new: option '%s' must be printable ASCII", name);
-}
-
-static double opt_seconds(lua_State *L, const char *name, double dflt)
-{
-    double v;
-    get_opt(L, name);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return dflt;
-    }
-    if (lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "calypso.purse.new: option '%s' must be a number of seconds (got %s)",
-                   name, luaL_typename(L, -1));
-    v = (double)lua_tonumber(L, -1);
-    if (!(v >= 0.001 && v <= 86400.0))
-        luaL_error(L, "calypso.purse.new: option '%s' must be between 0.001 and 86400 seconds", name);
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_flag(lua_State *L, const char *name)
-{
-    int v;
-    get_opt(L, name);
-    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
-        luaL_error(L, "calypso.purse.new: option '%s' must be a boolean", name);
-    v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-/* Whether the URL's authority (after "://", up to the first / ? or #) holds
- * userinfo ("user:password@"): it would show in tostring, info() and events. */
-static int has_userinfo(const char *url, size_t n)
-{
-    const char *p = strstr(url, "://"), *end = url + n;
-    for (p = p != NULL ? p + 3 : end; p < end && *p != '/' && *p != '?' && *p != '#'; p++)
-        if (*p == '@')
-            return 1;
-    return 0;
-}
-
-static void read_options(lua_State *L, options *o)
-{
-    size_t n;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    /* Unknown names are typos ("secret_key"): raise rather than ignore. */
-    lua_pushnil(L);
-    while (lua_next(L, 1) != 0) {
-        const char *const *p;
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "calypso.purse.new: option names must be strings");
-        for (p = option_names; *p != NULL; p++)
-            if (strcmp(*p, lua_tostring(L, -1)) == 0)
-                break;
-        if (*p == NULL)
-            luaL_error(L, "calypso.purse.new: unknown option '%s'", lua_tostring(L, -1));
-    }
-    /* Read from a private copy (raw reads): the option strings must stay alive
-     * while we hold pointers into them, and a finalizer that runs in one of
-     * our allocations could drop them from the caller's table. */
-    {
-        const char *const *p;
-        lua_createtable(L, 0, 8);                     /* opts, copy */
-        for (p = option_names; *p != NULL; p++) {
-            lua_pushstring(L, *p);
-            lua_pushvalue(L, -1);
-            lua_rawget(L, 1);                         /* opts, copy, name, value */
-            lua_rawset(L, -3);
-        }
-        lua_replace(L, 1);                            /* copy */
-    }
-    memset(o, 0, sizeof *o);
-    o->key = opt_string(L, "key", &n, 1);
-    opt_header_safe(L, "key", o->key, n);
-    if (n > 256)
-        luaL_error(L, "calypso.purse.new: option 'key' is too long");
-    o->secret = opt_string(L, "secret", &o->secret_len, 1);
-    o->account = opt_string(L, "account", &o->account_len, 1);
-    opt_header_safe(L, "account", o->account, o->account_len);
-    if (o->account_len > 256)   /* account ids are 42 characters ("0x" + 40 hex) */
-        luaL_error(L, "calypso.purse.new: option 'account' is too long");
-    o->base_url = opt_string(L, "base_url", &o->base_len, 0);
-    if (o->base_url == NULL) {
-        o->base_url = DEFAULT_BASE_URL;
-        o->base_len = strlen(DEFAULT_BASE_URL);
-    }
-    opt_header_safe(L, "base_url", o->base_url, o->base_len);
-    if (!(o->base_len > 8 && (strncmp(o->base_url, "https://", 8) == 0 ||
-                              strncmp(o->base_url, "http://", 7) == 0)) || o->base_len > MAX_BASE_URL)
-        luaL_error(L, "calypso.purse.new: option 'base_url' must be an http:// or https:// URL");
-    if (has_userinfo(o->base_url, o->base_len))   /* never echo it: it holds a password */
-        luaL_error(L, "calypso.purse.new: option 'base_url' must not carry credentials "
-                      "(user:password@); give the API key and secret as options");
-    while (o->base_len > 8 && o->base_url[o->base_len - 1] == '/')
-        o->base_len--;   /* "https://host/" and "https://host" mean the same */
-    o->ca_file = opt_string(L, "ca_file", &n, 0);
-    if (o->ca_file != NULL && strlen(o->ca_file) != n)
-        luaL_error(L, "calypso.purse.new: option 'ca_file' must not contain NUL bytes");
-    if (n > MAX_CA_FILE)
-        luaL_error(L, "calypso.purse.new: option 'ca_file' is too long (at most %d bytes)", MAX_CA_FILE);
-    o->proxy = opt_string(L, "proxy", &n, 0);
-    opt_header_safe(L, "proxy", o->proxy, n);
-    o->user_agent = opt_string(L, "user_agent", &n, 0);
-    opt_header_safe(L, "user_agent", o->user_agent, n);
-    if (n > 200)
-        luaL_error(L, "calypso.purse.new: option 'user_agent' is too long");
-    o->timeout = opt_seconds(L, "timeout", DEFAULT_TIMEOUT);
-    o->connect_timeout = opt_seconds(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT);
-    get_opt(L, "max_response_size");
-    if (lua_isnil(L, -1))
-        o->max_response = DEFAULT_MAX_RESPONSE;
-    else if (!calypso_isinteger(L, -1) || lua_tonumber(L, -1) < 1024 || lua_tonumber(L, -1) > (1 << 30))
-        luaL_error(L, "calypso.purse.new: option 'max_response_size' must be an integer from 1024 to 2^30");
-    else
-        o->max_response = (lua_Integer)lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    o->insecure = opt_flag(L, "insecure_skip_tls_verify");
-    o->exact_amounts = opt_flag(L, "exact_amounts");
-    get_opt(L, "write_reuse_idle");
-    if (lua_isnil(L, -1)) {
-        o->write_reuse_idle = DEFAULT_WRITE_REUSE_IDLE;
-    } else {
-        if (lua_type(L, -1) != LUA_TNUMBER || !((double)lua_tonumber(L, -1) >= 0.0 &&
-                                                (double)lua_tonumber(L, -1) <= 86400.0))
-            luaL_error(L, "calypso.purse.new: option 'write_reuse_idle' must be a number of "
-                          "seconds from 0 to 86400");
-        o->write_reuse_idle = (double)lua_tonumber(L, -1);
-    }
-    lua_pop(L, 1);
-}
 
 /* ------------------------------------------------------------------ lifecycle */
 
@@ -237,7 +44,8 @@ static void client_release(calypso_client *c)
     calypso_buf_free(&c->scratch);
     calypso_buf_free(&c->request);
     calypso_buf_free(&c->wire);
-    calypso_multi_free(c->batch);
+    if (c->batch != NULL)
+        c->batch_free(c->batch);
     c->batch = NULL;
     free(c->ca_file);
     free(c->proxy);
@@ -292,6 +100,36 @@ static int client_guarded(lua_State *L)
     return lua_gettop(L);
 }
 
+/* ------------------------------------------------------------------ accessors
+ * for multi.c, which reads no field of the client itself. */
+
+const calypso_http_opts *calypso_client_http_opts(const calypso_client *c)
+{
+    return &c->http_opts;
+}
+
+int calypso_client_usable(const calypso_client *c)
+{
+    return c->open && !c->closing;
+}
+
+double calypso_client_deadline(const calypso_client *c)
+{
+    return c->deadline;
+}
+
+struct calypso_multi *calypso_client_batch(const calypso_client *c)
+{
+    return c->batch;
+}
+
+void calypso_client_set_batch(calypso_client *c, struct calypso_multi *m,
+                              void (*free_fn)(struct calypso_multi *))
+{
+    c->batch = m;
+    c->batch_free = free_fn;
+}
+
 static int client_tostring(lua_State *L)
 {
     calypso_client *c = calypso_checkself(L, CALYPSO_CLIENT_MT, "__tostring");
@@ -301,7 +139,7 @@ static int client_tostring(lua_State *L)
         return 1;
     }
     /* the base URL copied first (lua_pushfstring may run a finalizer that
-     * closes the client), without a path a call in progress appended */
+     * closes the client) */
     memcpy(base, c->url, c->base_len);
     base[c->base_len] = '\0';
     /* the key id and the host only: never the secret */
@@ -321,7 +159,7 @@ static char *dup_bytes(const char *s, size_t n, size_t extra)
 
 int calypso_client_new(lua_State *L)
 {
-    options o;
+    calypso_options o;
     calypso_http_opts ho;
     calypso_client *c;
     char ua[320], msg[200];
@@ -329,7 +167,7 @@ int calypso_client_new(lua_State *L)
     size_t aj_len;
     const char *aj;
 
-    read_options(L, &o);
+    calypso_options_read(L, &o);
     lua_settop(L, 1);
     lua_pushlstring(L, o.account, o.account_len);   /* opts, account */
     if (calypso_json_encode(L, 2, msg, sizeof msg) != 0)
@@ -348,7 +186,7 @@ int calypso_client_new(lua_State *L)
     lua_setmetatable(L, -2);
     c->account_json = dup_bytes(aj, aj_len, 0);
     c->account_json_len = aj_len;
-    c->url = dup_bytes(o.base_url, o.base_len, sizeof CALYPSO_API_PREFIX + MAX_PATH);
+    c->url = dup_bytes(o.base_url, o.base_len, 0);
     c->base_len = o.base_len;
     if (c->url != NULL) {   /* "https://host/base" keeps /base in the request target */
         const char *authority = strstr(c->url, "://") + 3;
@@ -357,7 +195,7 @@ int calypso_client_new(lua_State *L)
     }
     c->exact_amounts = o.exact_amounts;
     c->scratch.limit = (size_t)o.max_response + (size_t)o.max_response / 4;   /* quotes added */
-    c->request.limit = 8 * MAX_REQUEST;   /* JSON escaping can grow strings up to 6x */
+    c->request.limit = CALYPSO_MAX_ENVELOPE;
     c->wire.limit = c->request.limit + 2 * MAX_HEAD;
     c->open = 1;   /* release now has something to do */
     if (c->account_json == NULL || c->url == NULL)
@@ -387,436 +225,22 @@ int calypso_client_new(lua_State *L)
     return 1;
 }
 
-/* ------------------------------------------------------------------ finish */
-
-/* Copies server text into dst as one printable line, at most dstlen-1 bytes. */
-static void clean_line(const char *s, size_t n, char *dst, size_t dstlen)
-{
-    size_t i, k = 0;
-    for (i = 0; i < n && k + 1 < dstlen; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        /* Unicode's line breaks too: U+2028, U+2029 (E2 80 A8/A9) and NEL
-         * U+0085 (C2 85) end a line in many log viewers and JSON-lines tools */
-        if (ch == 0xE2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
-            ((unsigned char)s[i + 2] == 0xA8 || (unsigned char)s[i + 2] == 0xA9)) {
-            i += 2;
-            ch = ' ';
-        } else if (ch == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] == 0x85) {
-            i += 1;
-            ch = ' ';
-        }
-        dst[k++] = (ch < 0x20 || ch == 0x7F) ? ' ' : (char)ch;
-    }
-    if (i < n) {
-        /* cut short: never end inside a multi-byte UTF-8 character */
-        size_t lead = k;
-        while (lead > 0 && ((unsigned char)dst[lead - 1] & 0xC0) == 0x80)
-            lead--;
-        if (lead > 0 && (unsigned char)dst[lead - 1] >= 0xC0) {
-            unsigned char c0 = (unsigned char)dst[lead - 1];
-            size_t need = c0 >= 0xF0 ? 4 : c0 >= 0xE0 ? 3 : 2;
-            if (k - (lead - 1) < need)
-                k = lead - 1;
-        }
-    }
-    dst[k] = '\0';
-}
-
-/* Replaces the userinfo of every URL in the line s ("scheme://user:pw@host")
- * with "***": libcurl names the proxy URL, credentials included, in some of
- * its error texts. */
-static void redact_userinfo(char *s)
-{
-    char *p = s;
-    while ((p = strstr(p, "://")) != NULL) {
-        char *start = p + 3, *end = start, *at = NULL;
-        for (; *end != '\0' && *end != ' ' && *end != '\'' && *end != '"' && *end != '/'; end++)
-            if (*end == '@')
-                at = end;
-        if (at != NULL && at - start >= 3) {          /* shrinks the line: "***@host" */
-            memcpy(start, "***", 3);
-            memmove(start + 3, at, strlen(at) + 1);
-            end = start + 3;
-        } else if (at != NULL) {                      /* "a@host": never grow it */
-            memset(start, '*', (size_t)(at - start));
-        }
-        p = end;
-    }
-}
-
-/* Reads a string field of the table on top into dst (cleaned); 1 if present. */
-static int get_text(lua_State *L, const char *name, char *dst, size_t dstlen)
-{
-    int ok = 0;
-    lua_getfield(L, -1, name);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        clean_line(s, n, dst, dstlen);
-        ok = 1;
-    }
-    lua_pop(L, 1);
-    return ok;
-}
-
-static int first_char(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
-        i++;
-    return i < n ? (unsigned char)s[i] : -1;
-}
-
-/* A list result may come bare or wrapped ({"purses": [...]}): find the list. */
-static int unwrap_list(lua_State *L, const char *body, size_t len)
-{
-    static const char *const wrappers[] = { "purses", "result", "content", "items", "data", NULL };
-    const char *const *w;
-    if (first_char(body, len) == '[')
-        return 1;
-    for (w = wrappers; *w != NULL; w++) {
-        lua_getfield(L, -1, *w);
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            lua_remove(L, -2);
-            return 1;
-        }
-        lua_pop(L, 1);
-    }
-    return 0;
-}
-
-/* A 2xx answer that turns out to be a failure (bad JSON, wrong shape) still
- * reports the server's Date and Retry-After: on the libcurl path they are
- * read only now. */
-static void late_headers(const calypso_response *r, calypso_failure *f)
-{
-    if (r->late == NULL)
-        return;
-    calypso_http_read_headers(r->late);
-    f->date = r->late->date[0] ? r->late->date : NULL;
-    f->retry_after = r->late->retry_after[0] ? r->late->retry_after : NULL;
-}
-
-int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
-                          const char *op, const calypso_response *r)
-{
-    calypso_failure f;
-    char msg[400], reason[240], code[16], api_msg[240], trace[80];
-    const char *body = r->body ? r->body : "";
-    size_t len = r->len;
-    int top = lua_gettop(L);
-
-    memset(&f, 0, sizeof f);
-    f.op = op;
-    f.message = msg;
-    f.sent = r->sent;
-    f.status = r->status;
-    f.date = r->date;
-    f.retry_after = r->retry_after;
-
-    if (r->kind != NULL) {
-        f.kind = r->kind;
-        clean_line(r->detail, strlen(r->detail), reason, sizeof reason);
-        redact_userinfo(reason);
-        if (strcmp(r->kind, "too_large") == 0)
-            snprintf(msg, sizeof msg, "response body larger than max_response_size (%zu bytes)",
-                     c->http.body.limit);
-        else
-            snprintf(msg, sizeof msg, "%s error: %s", f.kind, reason);
-        f.retryable = strcmp(r->kind, "too_large") != 0;
-        return calypso_push_failure(L, &f);
-    }
-
-    if (r->status >= 200 && r->status < 300) {
-        int fc = first_char(body, len);
-        f.kind = "decode";
-        if (calypso_json_decode(L, body, len, c->exact_amounts, &c->scratch, reason, sizeof reason) != 0) {
-            snprintf(msg, sizeof msg, "HTTP %ld with a body that is not valid JSON (%s)", r->status, reason);
-            f.body = body;
-            f.body_len = len;
-            late_headers(r, &f);
-            return calypso_push_failure(L, &f);
-        }
-        if (ep != NULL && ep->shape == CALYPSO_RETURNS_LIST) {
-            if (lua_type(L, -1) == LUA_TTABLE && unwrap_list(L, body, len))
-                return 1;
-        } else if (fc == '{' || (ep == NULL && fc == '[')) {
-            return 1;
-        }
-        lua_settop(L, top);
-        snprintf(msg, sizeof msg, "HTTP %ld with JSON of an unexpected shape (expected %s)", r->status,
-                 ep != NULL && ep->shape == CALYPSO_RETURNS_LIST ? "a list" : "an object");
-        f.body = body;
-        f.body_len = len;
-        late_headers(r, &f);
-        return calypso_push_failure(L, &f);
-    }
-
-    /* Not 2xx: an API error when the body is JSON with an errorCode (whatever
-     * the status: the docs only promise 400/500), otherwise a plain HTTP error. */
-    f.retryable = r->status == 408 || r->status == 429 || r->status == 502 ||
-                  r->status == 503 || r->status == 504;
-    if (first_char(body, len) == '{' &&
-        calypso_json_decode(L, body, len, 0, NULL, reason, sizeof reason) == 0) {
-        if (lua_type(L, -1) == LUA_TTABLE && get_text(L, "errorCode", code, sizeof code)) {
-            f.kind = "api";
-            f.code = code;
-            f.api_message = get_text(L, "message", api_msg, sizeof api_msg) ? api_msg : NULL;
-            f.trace_id = get_text(L, "traceId", trace, sizeof trace) ? trace : NULL;
-            f.retryable = f.retryable || strcmp(code, "000") == 0;
-            snprintf(msg, sizeof msg, "API error %s: %s (HTTP %ld%s%s)", code,
-                     f.api_message ? f.api_message : "no message", r->status,
-                     f.trace_id ? ", trace " : "", f.trace_id ? f.trace_id : "");
-            lua_settop(L, top);
-            return calypso_push_failure(L, &f);
-        }
-        lua_settop(L, top);
-    }
-    f.kind = "http";
-    f.body = body;
-    f.body_len = len;
-    snprintf(msg, sizeof msg, "HTTP %ld without a Calypso error body", r->status);
-    return calypso_push_failure(L, &f);
-}
-
-/* ------------------------------------------------------------------ prepare + perform */
-
-double calypso_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Checks a path for client:call(): "customer/get" (below the Customer Purse
- * prefix) or "/api/v1/..." (absolute on the API host). */
-const char *calypso_path_problem(const char *p, size_t n)
-{
-    size_t i;
-    if (n == 0 || n > MAX_PATH)
-        return "path must be 1 to 256 characters";
-    for (i = 0; i < n; i++) {
-        char ch = p[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '/' || ch == '-' || ch == '_' || ch == '.'))
-            return "path may only hold letters, digits and / - _ .";
-    }
-    if (strstr(p, "..") != NULL)
-        return "path must not contain '..'";
-    return NULL;
-}
-
-static void check_path(lua_State *L, int idx, const char *fname, const char *p, size_t n)
-{
-    const char *why = calypso_path_problem(p, n);
-    if (why != NULL)
-        calypso_argerror(L, idx, fname, why);
-}
-
-/* Writes the request path after the base URL in c->url; returns its start. */
-static const char *set_path(calypso_client *c, const calypso_endpoint *ep,
-                            const char *path, size_t pathlen)
-{
-    char *p = c->url + c->base_len;
-    if (ep != NULL) {
-        path = ep->path;
-        pathlen = strlen(ep->path);
-    }
-    if (path[0] != '/') {
-        memcpy(p, CALYPSO_API_PREFIX, sizeof CALYPSO_API_PREFIX - 1);
-        p += sizeof CALYPSO_API_PREFIX - 1;
-    }
-    memcpy(p, path, pathlen + 1);
-    return c->url + c->base_len;
-}
-
-const char *calypso_client_url(calypso_client *c, const calypso_endpoint *ep, const char *path, size_t pathlen)
-{
-    set_path(c, ep, path, pathlen);
-    return c->url;
-}
-
-void calypso_client_response(calypso_http *h, CURLcode rc, calypso_response *r)
-{
-    memset(r, 0, sizeof *r);
-    r->late = h;
-    r->sent = h->sent_bytes > 0;
-    r->status = h->status;
-    r->date = h->date[0] ? h->date : NULL;
-    r->retry_after = h->retry_after[0] ? h->retry_after : NULL;
-    if (rc != CURLE_OK) {
-        r->kind = calypso_http_kind(rc);
-        r->detail = h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
-    } else {
-        r->body = h->body.data;
-        r->len = h->body.len;
-    }
-}
-
-/* prepare: validates the payload at pidx, writes it in the envelope into
- * c->request and signs those bytes. On success fills sign_hex and returns 0
- * (the stack is settled to pidx); otherwise pushes nil, message, err and
- * returns 3. */
-int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
-                           const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX])
-{
-    char msg[240], ts[24];
-    calypso_buf *req = &c->request;
-    size_t tslen;
-
-    lua_settop(L, pidx);
-    if (lua_isnil(L, pidx)) {
-        lua_newtable(L);
-        lua_replace(L, pidx);
-    }
-    if (!lua_istable(L, pidx)) {
-        snprintf(msg, sizeof msg, "payload must be a table (got %s)", luaL_typename(L, pidx));
-        return calypso_push_simple_failure(L, "invalid", op, msg);
-    }
-
-    /* The envelope is written in the documented order into a client-owned
-     * buffer (no Lua string to allocate and collect per call); these exact
-     * bytes are signed and sent. */
-    tslen = calypso_format_int(ts, now_ms() + c->clock_offset_ms);
-    calypso_buf_clear(req);
-    if (calypso_buf_append(req, "{\"account\":", 11) != 0 ||
-        calypso_buf_append(req, c->account_json, c->account_json_len) != 0 ||
-        calypso_buf_append(req, ",\"timestamp\":", 13) != 0 ||
-        calypso_buf_append(req, ts, tslen) != 0 ||
-        calypso_buf_append(req, ",\"payload\":", 11) != 0)
-        return luaL_error(L, "calypso.purse: out of memory building the request");
-    if (ep != NULL) {
-        /* a documented operation: checked and written in one walk */
-        if (calypso_payload_write(L, pidx, ep->fields, MAX_REQUEST, req, msg, sizeof msg) != 0) {
-            calypso_buf_clear(req);
-            return calypso_push_simple_failure(L, "invalid", op, msg);
-        }
-    } else {
-        /* client:call(): any JSON-able table, through lua-cjson */
-        const char *payload_json;
-        size_t payload_len;
-        if (calypso_validate(L, pidx, MAX_REQUEST, msg, sizeof msg) != 0 ||
-            calypso_json_encode(L, pidx, msg, sizeof msg) != 0) {
-            calypso_buf_clear(req);
-            return calypso_push_simple_failure(L, "invalid", op, msg);
-        }
-        payload_json = lua_tolstring(L, -1, &payload_len);
-        if (calypso_buf_append(req, payload_json, payload_len) != 0)
-            return luaL_error(L, "calypso.purse: out of memory building the request");
-        lua_pop(L, 1);
-    }
-    if (calypso_buf_append(req, "}", 1) != 0)
-        return luaL_error(L, "calypso.purse: out of memory building the request");
-    if (calypso_signer_sign(&c->signer, (const unsigned char *)req->data, req->len, sign_hex) != 0)
-        return luaL_error(L, "calypso.purse: HMAC-SHA512 failed");
-    return 0;
-}
-
-/* Re-stamps an envelope that calypso_client_prepare built for this client
- * (a call that waited in a multi's queue) with the current time, then signs
- * it. A timestamp of another length (never before the year 2286) is left as
- * it was; the body is signed either way. Returns 0, or -1 when signing failed. */
-int calypso_client_restamp(calypso_client *c, char *body, size_t len, char sign_hex[CALYPSO_SIGN_HEX])
-{
-    char ts[24];
-    size_t off = 24 + c->account_json_len, n = 0, tslen = calypso_format_int(ts, now_ms() + c->clock_offset_ms);
-    while (off + n < len && body[off + n] != ',')
-        n++;
-    if (n == tslen && off + n < len)
-        memcpy(body + off, ts, tslen);
-    return calypso_signer_sign(&c->signer, (const unsigned char *)body, len, sign_hex);
-}
-
-/* prepare, perform over libcurl, finish. */
-static int request(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
-                   const char *path, size_t pathlen, int pidx)
-{
-    char sign_hex[CALYPSO_SIGN_HEX];
-    const char *op = ep != NULL ? ep->name : path;
-    calypso_http *h = &c->http;
-    calypso_response r;
-    CURLcode rc;
-
-    if (calypso_client_prepare(L, c, ep, op, pidx, sign_hex) != 0)
-        return 3;
-    if (c->deadline > 0 || c->applied_timeout_ms != c->timeout_ms) {
-        /* a deadline set by client:deadline() shortens this call's timeout */
-        long t = c->timeout_ms;
-        if (c->deadline > 0) {
-            double left = (c->deadline - calypso_monotonic()) * 1000.0;
-            if (left < 1.0) {
-                mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
-                calypso_response dr;
-                memset(&dr, 0, sizeof dr);
-                dr.kind = "timeout";
-                dr.detail = "the deadline passed before the request was sent";
-                return calypso_client_finish(L, c, ep, op, &dr);
-            }
-            if (left < (double)t)
-                t = (long)left;
-        }
-        if (t != c->applied_timeout_ms) {
-            curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, t);
-            c->applied_timeout_ms = t;
-        }
-    }
-    set_path(c, ep, path, pathlen);
-    /* Writes, and paths we know nothing about, must reach the server at most
-     * once: libcurl never resends their body (http.h). */
-    rc = calypso_http_post(h, c->url, c->request.data, c->request.len, sign_hex, ep == NULL || ep->writes);
-    c->url[c->base_len] = '\0';   /* tostring shows the base URL only */
-    mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
-
-    calypso_client_response(h, rc, &r);
-    return calypso_client_finish(L, c, ep, op, &r);
-}
-
-const calypso_endpoint *calypso_find_endpoint(lua_State *L, int idx)
-{
-    const char *name = lua_tostring(L, idx);
-    int i;
-    for (i = 0; name != NULL && i < calypso_endpoint_count; i++)
-        if (strcmp(calypso_endpoints[i].name, name) == 0)
-            return &calypso_endpoints[i];
-    return NULL;
-}
-
-/* Reads an operation argument (method name or path) for prepare/finish. */
-const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char *fname,
-                                          const char **path, size_t *pathlen)
-{
-    const calypso_endpoint *ep;
-    *path = calypso_checklstring(L, idx, fname, pathlen);
-    ep = calypso_find_endpoint(L, idx);
-    if (ep == NULL)
-        check_path(L, idx, fname, *path, *pathlen);
-    return ep;
-}
-
 /* client:prepare(op, payload) -> body, sign, path, writes | nil, message, err
  * For transports other than libcurl (OpenResty cosockets): op is a method
  * name ("get_customer") or a path as for client:call. */
 static int client_prepare(lua_State *L)
 {
     calypso_client *c = lua_touserdata(L, 1);   /* bodies: checked and busy (client_guarded) */
-    char sign_hex[CALYPSO_SIGN_HEX];
+    char sign_hex[CALYPSO_SIGN_HEX], url[CALYPSO_URL_MAX];
     size_t pathlen;
     const char *path;
-    const calypso_endpoint *ep = calypso_client_op(L, 2, "prepare", &path, &pathlen);
-    if (calypso_client_prepare(L, c, ep, ep != NULL ? ep->name : path, 3, sign_hex) != 0)
+    const calypso_endpoint *ep = calypso_request_op(L, 2, "prepare", &path, &pathlen);
+    if (calypso_request_prepare(L, c, ep, ep != NULL ? ep->name : path, 3, sign_hex) != 0)
         return 3;
     lua_pushlstring(L, c->request.data, c->request.len);
     lua_pushlstring(L, sign_hex, sizeof sign_hex);
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
-    lua_pushstring(L, set_path(c, ep, path, pathlen));
-    c->url[c->base_len] = '\0';
+    lua_pushstring(L, calypso_request_url(c, ep, path, pathlen, url) + c->base_len);
     lua_pushboolean(L, ep == NULL || ep->writes);
     return 4;
 }
@@ -849,10 +273,10 @@ static int head_ok(const char *s, size_t n)
 static int client_prepare_http(lua_State *L)
 {
     calypso_client *c = lua_touserdata(L, 1);
-    char sign_hex[CALYPSO_SIGN_HEX], len[24];
+    char sign_hex[CALYPSO_SIGN_HEX], len[24], url[CALYPSO_URL_MAX];
     size_t pathlen, headlen, lenlen;
     const char *path, *head, *target;
-    const calypso_endpoint *ep = calypso_client_op(L, 2, "prepare_http", &path, &pathlen);
+    const calypso_endpoint *ep = calypso_request_op(L, 2, "prepare_http", &path, &pathlen);
     calypso_buf *w = &c->wire;
     int writes = ep == NULL || ep->writes;
     head = calypso_checklstring(L, 4, "prepare_http", &headlen);
@@ -860,11 +284,10 @@ static int client_prepare_http(lua_State *L)
         calypso_argerror(L, 4, "prepare_http", "head must be printable header lines separated by CRLF");
     lua_pushvalue(L, 4);   /* prepare settles the stack to the payload: keep head alive */
     lua_insert(L, 1);
-    if (calypso_client_prepare(L, c, ep, ep != NULL ? ep->name : path, 4, sign_hex) != 0)
+    if (calypso_request_prepare(L, c, ep, ep != NULL ? ep->name : path, 4, sign_hex) != 0)
         return 3;
     /* the request target: any path of the base URL, then the operation's */
-    set_path(c, ep, path, pathlen);
-    target = c->url + c->target_off;
+    target = calypso_request_url(c, ep, path, pathlen, url) + c->target_off;
     lenlen = calypso_format_int(len, (long long)c->request.len);
     calypso_buf_clear(w);
     if (calypso_buf_append(w, "POST ", 5) != 0 ||
@@ -877,11 +300,9 @@ static int client_prepare_http(lua_State *L)
         calypso_buf_append(w, len, lenlen) != 0 ||
         calypso_buf_append(w, "\r\n\r\n", 4) != 0 ||
         calypso_buf_append(w, c->request.data, c->request.len) != 0) {
-        c->url[c->base_len] = '\0';
         mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
         return luaL_error(L, "calypso.purse: out of memory building the request");
     }
-    c->url[c->base_len] = '\0';
     mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
     lua_pushlstring(L, w->data, w->len);
     calypso_buf_clear(w);
@@ -897,7 +318,7 @@ static const char *bounded_header(lua_State *L, int idx, const char *fname, char
     const char *v = calypso_optlstring(L, idx, fname, &n);
     if (v == NULL)
         return NULL;
-    clean_line(v, n, dst, dstlen);
+    calypso_clean_line(v, n, dst, dstlen);
     return dst;
 }
 
@@ -907,7 +328,7 @@ static int client_finish(lua_State *L)
     calypso_client *c = lua_touserdata(L, 1);
     size_t pathlen;
     const char *path;
-    const calypso_endpoint *ep = calypso_client_op(L, 2, "finish", &path, &pathlen);
+    const calypso_endpoint *ep = calypso_request_op(L, 2, "finish", &path, &pathlen);
     calypso_response r;
     char date[64], retry_after[32];
     lua_Integer status = calypso_checkinteger(L, 3, "finish");
@@ -921,7 +342,7 @@ static int client_finish(lua_State *L)
         r.kind = "too_large";
         r.detail = "";
     }
-    return calypso_client_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
+    return calypso_request_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
 }
 
 /* client:failure(op, kind, detail, sent [, status [, date [, retry_after]]])
@@ -935,7 +356,7 @@ static int client_failure(lua_State *L)
     calypso_client *c = lua_touserdata(L, 1);
     size_t pathlen, n;
     const char *path, *kind;
-    const calypso_endpoint *ep = calypso_client_op(L, 2, "failure", &path, &pathlen);
+    const calypso_endpoint *ep = calypso_request_op(L, 2, "failure", &path, &pathlen);
     calypso_response r;
     char date[64], retry_after[32];
     int i;
@@ -955,7 +376,7 @@ static int client_failure(lua_State *L)
     }
     r.date = bounded_header(L, 7, "failure", date, sizeof date);
     r.retry_after = bounded_header(L, 8, "failure", retry_after, sizeof retry_after);
-    return calypso_client_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
+    return calypso_request_finish(L, c, ep, ep != NULL ? ep->name : path, &r);
 }
 
 /* client:sign(body) -> lowercase hex HMAC-SHA512 of body with the client's
@@ -1022,7 +443,7 @@ static int client_operation(lua_State *L)
 {
     calypso_client *c = lua_touserdata(L, 1);
     const calypso_endpoint *ep = &calypso_endpoints[lua_tointeger(L, UV_ENDPOINT)];
-    return request(L, c, ep, ep->path, strlen(ep->path), 2);
+    return calypso_request_call(L, c, ep, ep->path, strlen(ep->path), 2);
 }
 
 /* client:call(path, payload): any operation path, for forward compatibility. */
@@ -1031,8 +452,8 @@ static int client_call(lua_State *L)
     calypso_client *c = lua_touserdata(L, 1);
     size_t n;
     const char *path = calypso_checklstring(L, 2, "call", &n);
-    check_path(L, 2, "call", path, n);
-    return request(L, c, NULL, path, n, 3);
+    calypso_request_check_path(L, 2, "call", path, n);
+    return calypso_request_call(L, c, NULL, path, n, 3);
 }
 
 /* client:deadline([t]): calls that follow must end by t (seconds on the
@@ -1090,15 +511,14 @@ static const luaL_Reg client_guarded_methods[] = {
     { "prepare_http", client_prepare_http },
     { "finish", client_finish },
     { "failure", client_failure },
-    { "batch", calypso_client_batch },
     { NULL, NULL }
 };
 
-/* Methods that work on their own state (they may run while the client is busy). */
+/* Methods that work on their own state (they may run while the client is busy).
+ * multi.c adds multi and batch (calypso_multi_register). */
 static const luaL_Reg client_methods[] = {
     { "sign", client_sign },
     { "info", client_info },
-    { "multi", calypso_client_multi },
     { "clock_offset", client_clock_offset },
     { "deadline", client_deadline },
     { "last_status", client_last_status },
@@ -1121,8 +541,8 @@ static void push_codec(lua_State *L, int codec)
         lua_pushvalue(L, codec + i);
 }
 
-/* Sets methods[name] to client_guarded over the body on top (popped). */
-static void set_guarded(lua_State *L, const char *name)
+/* See client.h. */
+void calypso_client_set_guarded(lua_State *L, const char *name)
 {
     lua_pushstring(L, name);
     lua_pushcclosure(L, client_guarded, 2);
@@ -1142,14 +562,15 @@ void calypso_client_register(lua_State *L)
     for (r = client_guarded_methods; r->name != NULL; r++) {
         push_codec(L, codec);
         lua_pushcclosure(L, r->func, CALYPSO_JSON_UPVALUES);
-        set_guarded(L, r->name);
+        calypso_client_set_guarded(L, r->name);
     }
     for (i = 0; i < calypso_endpoint_count; i++) {
         push_codec(L, codec);
         lua_pushinteger(L, i);
         lua_pushcclosure(L, client_operation, CALYPSO_JSON_UPVALUES + 1);
-        set_guarded(L, calypso_endpoints[i].name);
+        calypso_client_set_guarded(L, calypso_endpoints[i].name);
     }
-    lua_setfield(L, -2, "__index");                   /* codec, mt */
-    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");                   /* codec, mt, methods */
+    lua_remove(L, -2);                                /* codec, methods: for other files' */
 }

@@ -16,7 +16,7 @@ typedef struct calypso_client {
     calypso_signer signer;
     char *account_json;         /* the account as a JSON string literal, quotes included */
     size_t account_json_len;
-    char *url;                  /* base URL, then room for the longest path */
+    char *url;                  /* base URL (no trailing slash), NUL-terminated */
     size_t base_len;
     size_t target_off;          /* where the HTTP request target starts in url: the base
                                    URL's own path, else the operation's (base_len) */
@@ -32,29 +32,15 @@ typedef struct calypso_client {
     calypso_buf wire;           /* a whole HTTP request for client:prepare_http */
     calypso_http_opts http_opts;/* for more easy handles (batch, multi) */
     char *ca_file, *proxy;      /* owned copies behind http_opts */
-    struct calypso_multi *batch;/* the multi handle behind client:batch, lazily made */
+    struct calypso_multi *batch;/* the multi handle behind client:batch, lazily made by
+                                   multi.c (calypso_client_set_batch); NULL: none */
+    void (*batch_free)(struct calypso_multi *);   /* how release frees it */
     int exact_amounts;          /* "amount" values as decimal strings */
     int open;
     int busy;                   /* a method is using the buffers and handles (see
                                    calypso_client_enter); nested ones raise */
     int closing;                /* close asked while busy: released on leaving */
 } calypso_client;
-
-/* What came back from a transport: a failure (kind set) or an HTTP response. */
-typedef struct calypso_response {
-    const char *kind;           /* transport failure kind, or NULL for a response */
-    const char *detail;         /* transport failure text */
-    int sent;                   /* 0: provably never reached a server */
-    long status;
-    const char *body;
-    size_t len;
-    const char *date;           /* Date header, or NULL */
-    const char *retry_after;    /* Retry-After header, or NULL */
-    calypso_http *late;         /* libcurl transfer whose headers a failing 2xx answer
-                                   reads late (collect skips them for 2xx), or NULL */
-} calypso_response;
-
-#define CALYPSO_MAX_PATH 256
 
 #define CALYPSO_CLIENT_BUSY \
     "calypso.purse: client is busy (called from a finalizer or hook during another call on it)"
@@ -70,35 +56,27 @@ calypso_client *calypso_client_check(lua_State *L, int idx, const char *fname);
  * two, so a Lua error leaves through leave too. */
 void calypso_client_enter(lua_State *L, calypso_client *c);
 void calypso_client_leave(calypso_client *c);
-/* Checks a client:call path; returns NULL or why it is not one. */
-const char *calypso_path_problem(const char *p, size_t n);
-/* Reads an operation argument: a method name (returns its endpoint) or a
- * path for client:call (returns NULL; raises, naming fname, when it is not a path). */
-const calypso_endpoint *calypso_client_op(lua_State *L, int idx, const char *fname,
-                                          const char **path, size_t *pathlen);
-/* The endpoint named by the string at idx (a method name), or NULL. */
-const calypso_endpoint *calypso_find_endpoint(lua_State *L, int idx);
-/* Validates the payload at pidx, builds the envelope into c->request and signs
- * it: returns 0, or pushes nil, message, err and returns 3. */
-int calypso_client_prepare(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
-                           const char *op, int pidx, char sign_hex[CALYPSO_SIGN_HEX]);
-/* Gives an envelope built by calypso_client_prepare a fresh timestamp and
- * signs it into sign_hex; returns 0 or -1. */
-int calypso_client_restamp(calypso_client *c, char *body, size_t len, char sign_hex[CALYPSO_SIGN_HEX]);
-/* Writes the full URL for the operation into c->url (reset with c->url[c->base_len] = 0). */
-const char *calypso_client_url(calypso_client *c, const calypso_endpoint *ep, const char *path, size_t pathlen);
-/* Fills r from a finished libcurl transfer. */
-void calypso_client_response(calypso_http *h, CURLcode rc, calypso_response *r);
-/* Turns a response into the result or nil, message, err; returns the count pushed. */
-int calypso_client_finish(lua_State *L, calypso_client *c, const calypso_endpoint *ep,
-                          const char *op, const calypso_response *r);
-
-/* Seconds on the monotonic clock (purse.now). */
-double calypso_monotonic(void);
-
 /* Registers the client metatable; expects the json codec (2 values) on top of
- * the stack and leaves it there. */
+ * the stack, leaves it there and pushes the method table above it, where other
+ * files add their methods (purse.c pops it). */
 void calypso_client_register(lua_State *L);
+/* With the method table at -2 and a method body on top (popped): sets
+ * methods[name] to the busy guard over the body. The body runs under lua_pcall
+ * with the client (argument 1) checked and busy, so it may hold pointers into
+ * the client's buffers across Lua API calls. */
+void calypso_client_set_guarded(lua_State *L, const char *name);
+
+/* Accessors, for files that need no more of the client (multi.c). */
+const calypso_http_opts *calypso_client_http_opts(const calypso_client *c);
+/* Open, and no close pending: its signer and buffers can be used. */
+int calypso_client_usable(const calypso_client *c);
+/* client:deadline()'s value (a purse.now() time; 0: none). */
+double calypso_client_deadline(const calypso_client *c);
+/* The state behind client:batch, owned by the client (release calls free_fn on
+ * it) and made and used by multi.c: the client needs no multi.h. */
+struct calypso_multi *calypso_client_batch(const calypso_client *c);
+void calypso_client_set_batch(calypso_client *c, struct calypso_multi *m,
+                              void (*free_fn)(struct calypso_multi *));
 /* purse.new(opts): needs the json codec as upvalues. */
 int calypso_client_new(lua_State *L);
 

@@ -19,6 +19,11 @@
 #include "errors.h"
 #include "json.h"
 #include "multi.h"
+#include "request.h"
+
+/* What this file uses of the client: the functions of client.h (check, the busy
+ * guard, the accessors, the batch attachment, method registration) and the
+ * pipeline of request.h; never a field of the client struct. */
 
 #define MULTI_MT "calypso.purse.multi"
 #define MAX_SLOTS 1024              /* calls started and not yet taken, in one multi */
@@ -174,7 +179,8 @@ static void reset_all(calypso_multi *m)
     m->queued = 0;
 }
 
-void calypso_multi_free(calypso_multi *m)
+/* Frees a multi state and every transfer in it; NULL is fine. */
+static void multi_free(calypso_multi *m)
 {
     int i;
     if (m == NULL)
@@ -214,15 +220,15 @@ static slot *take_slot(calypso_multi *m, calypso_client *c)
     s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->url = malloc(c->base_len + sizeof CALYPSO_API_PREFIX + CALYPSO_MAX_PATH + 1);
-    if (s->url == NULL || calypso_http_init(&s->http, &c->http_opts) != NULL ||
+    s->url = malloc(calypso_request_url_size(c));
+    if (s->url == NULL || calypso_http_init(&s->http, calypso_client_http_opts(c)) != NULL ||
         calypso_http_track(&s->http, &m->conns) != 0) {
         calypso_http_free(&s->http);
         free(s->url);
         free(s);
         return NULL;
     }
-    s->queued.limit = c->request.limit;
+    s->queued.limit = CALYPSO_MAX_ENVELOPE;   /* as the client's request buffer */
     curl_easy_setopt(s->http.easy, CURLOPT_PRIVATE, (void *)s);
     m->slots[m->count++] = s;
     return s;
@@ -230,21 +236,17 @@ static slot *take_slot(calypso_multi *m, calypso_client *c)
 
 /* Puts the call of slot s on the wire: body (len bytes) signed by sign_hex.
  * Its timeout is the client's, shortened to what is left of the deadline the
- * call was started under (as client.c's request does); a call whose deadline
- * has passed is done at once, unsent. No Lua here (it runs inside poll too). */
+ * call was started under (calypso_request_timeout, as on the single-call path);
+ * a call whose deadline has passed is done at once, unsent. No Lua here (it runs
+ * inside poll too). */
 static void launch(calypso_multi *m, calypso_client *c, slot *s, const char *body, size_t len,
                    const char sign_hex[CALYPSO_SIGN_HEX])
 {
-    long t = c->timeout_ms;
-    if (s->deadline > 0) {
-        double left = (s->deadline - calypso_monotonic()) * 1000.0;
-        if (left < 1.0) {
-            s->expired = 1;
-            done_push(m, s);
-            return;
-        }
-        if (left < (double)t)
-            t = (long)left;
+    long t = calypso_request_timeout(c, s->deadline);
+    if (t == 0) {
+        s->expired = 1;
+        done_push(m, s);
+        return;
     }
     curl_easy_setopt(s->http.easy, CURLOPT_TIMEOUT_MS, t);
     /* The body is copied (the client's request buffer is reused by the next
@@ -269,14 +271,14 @@ static void launch(calypso_multi *m, calypso_client *c, slot *s, const char *bod
 static void launch_queued(calypso_multi *m, calypso_client *c)
 {
     char sign_hex[CALYPSO_SIGN_HEX];
-    while (m->queue_head != NULL && m->running < m->max_in_flight && c->open && !c->closing) {
+    while (m->queue_head != NULL && m->running < m->max_in_flight && calypso_client_usable(c)) {
         slot *s = m->queue_head;
         m->queue_head = s->next;
         if (m->queue_head == NULL)
             m->queue_tail = NULL;
         s->next = NULL;
         m->queued--;
-        if (calypso_client_restamp(c, s->queued.data, s->queued.len, sign_hex) != 0) {
+        if (calypso_request_restamp(c, s->queued.data, s->queued.len, sign_hex) != 0) {
             s->rc = CURLE_OUT_OF_MEMORY;   /* HMAC failed: reported as the transfer failing */
             calypso_http_collect(&s->http, s->rc);
             done_push(m, s);
@@ -297,29 +299,30 @@ static slot *start(lua_State *L, calypso_multi *m, calypso_client *c, int opidx,
     char sign_hex[CALYPSO_SIGN_HEX];
     const char *path;
     size_t pathlen;
-    const calypso_endpoint *ep = calypso_client_op(L, opidx, fname, &path, &pathlen);
+    const calypso_endpoint *ep = calypso_request_op(L, opidx, fname, &path, &pathlen);
     const char *op = ep != NULL ? ep->name : path;
+    const calypso_buf *env;
     slot *s;
 
-    if (calypso_client_prepare(L, c, ep, op, pidx, sign_hex) != 0)
+    if (calypso_request_prepare(L, c, ep, op, pidx, sign_hex) != 0)
         return NULL;
+    env = calypso_request_envelope(c);   /* valid until the next prepare: the client is busy */
     leave_inherited(m);   /* after fork(): before this process's own call joins */
     if ((s = take_slot(m, c)) == NULL) {
         mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
         luaL_error(L, "calypso.purse: cannot start another call (out of memory or %d calls not yet taken)", MAX_SLOTS);
     }
-    strcpy(s->url, calypso_client_url(c, ep, path, pathlen));
-    c->url[c->base_len] = '\0';
+    calypso_request_url(c, ep, path, pathlen, s->url);
     s->ep = ep;
     strcpy(s->op, op);
-    s->deadline = c->deadline;
+    s->deadline = calypso_client_deadline(c);
     s->expired = 0;
     s->id = ++m->next_id;
     if (m->running < m->max_in_flight && m->queue_head == NULL) {
-        launch(m, c, s, c->request.data, c->request.len, sign_hex);
+        launch(m, c, s, env->data, env->len, sign_hex);
     } else {
         calypso_buf_clear(&s->queued);
-        if (calypso_buf_append(&s->queued, c->request.data, c->request.len) != 0) {
+        if (calypso_buf_append(&s->queued, env->data, env->len) != 0) {
             s->id = 0;
             mbedtls_platform_zeroize(sign_hex, sizeof sign_hex);
             luaL_error(L, "calypso.purse: out of memory queueing the call");
@@ -395,9 +398,9 @@ static int collect(lua_State *L, calypso_multi *m, calypso_client *c, slot *s)
         r.kind = "timeout";
         r.detail = "the deadline passed before the request was sent";
     } else {
-        calypso_client_response(&s->http, s->rc, &r);
+        calypso_request_response(&s->http, s->rc, &r);
     }
-    n = calypso_client_finish(L, c, s->ep, s->op, &r);
+    n = calypso_request_finish(L, c, s->ep, s->op, &r);
     slot_reset(m, s);
     return n;
 }
@@ -423,7 +426,7 @@ static void store_result(lua_State *L, int results, int index, int n)
 
 /* client:batch(calls [, max_in_flight]): runs as a body of client_guarded
  * (the client checked and busy). */
-int calypso_client_batch(lua_State *L)
+static int client_batch(lua_State *L)
 {
     calypso_client *c = lua_touserdata(L, 1);
     int n, i, next = 1, done = 0, results, max_in_flight = DEFAULT_IN_FLIGHT;
@@ -468,9 +471,12 @@ int calypso_client_batch(lua_State *L)
         lua_rawseti(L, 3, 2 * i);
         lua_settop(L, 3);
     }
-    if (c->batch == NULL && (c->batch = multi_new(MAX_SLOTS)) == NULL)
-        return luaL_error(L, "calypso.purse: out of memory");
-    m = c->batch;
+    /* the client owns it (close frees it) but knows nothing of it */
+    if ((m = calypso_client_batch(c)) == NULL) {
+        if ((m = multi_new(MAX_SLOTS)) == NULL)
+            return luaL_error(L, "calypso.purse: out of memory");
+        calypso_client_set_batch(c, m, multi_free);
+    }
     leave_inherited(m);   /* before removing anything (see there) */
     reset_all(m);         /* leftovers of a batch interrupted by an error */
     lua_createtable(L, n, 0);
@@ -538,7 +544,7 @@ static slot *find_slot(lua_State *L, calypso_multi *m, int idx, const char *fnam
 
 static void multi_release(lua_State *L, multi_ud *u)
 {
-    calypso_multi_free(u->m);
+    multi_free(u->m);
     u->m = NULL;
     if (u->client_ref != LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, u->client_ref);
@@ -577,7 +583,7 @@ static int multi_guarded(lua_State *L)
 
 /* client:multi([opts]): opts.max_in_flight (1 to 1024, default 16) calls on
  * the wire at once; later starts wait in a queue. */
-int calypso_client_multi(lua_State *L)
+static int client_multi(lua_State *L)
 {
     multi_ud *u;
     int max_in_flight = MULTI_IN_FLIGHT;
@@ -751,13 +757,13 @@ static const luaL_Reg multi_meta[] = {
 
 void calypso_multi_register(lua_State *L)
 {
-    int i, codec = lua_gettop(L) - CALYPSO_JSON_UPVALUES + 1;
+    int i, client_methods = lua_gettop(L), codec = client_methods - CALYPSO_JSON_UPVALUES;
     const luaL_Reg *r;
-    luaL_newmetatable(L, MULTI_MT);                   /* codec, mt */
+    luaL_newmetatable(L, MULTI_MT);                   /* codec, cm, mt */
     lua_pushliteral(L, MULTI_MT);
     lua_setfield(L, -2, "__name");
     calypso_setfuncs(L, multi_meta, 0);
-    lua_newtable(L);                                  /* codec, mt, methods */
+    lua_newtable(L);                                  /* codec, cm, mt, methods */
     calypso_setfuncs(L, multi_methods, 0);
     for (r = multi_guarded_methods; r->name != NULL; r++) {
         for (i = 0; i < CALYPSO_JSON_UPVALUES; i++)   /* prepare and finish use the codec */
@@ -771,9 +777,17 @@ void calypso_multi_register(lua_State *L)
         lua_pushvalue(L, codec + i);
     lua_pushcclosure(L, multi_finished_step, CALYPSO_JSON_UPVALUES);
     lua_pushliteral(L, "finished");
-    lua_pushcclosure(L, multi_guarded, 2);            /* codec, mt, methods, step */
+    lua_pushcclosure(L, multi_guarded, 2);            /* codec, cm, mt, methods, step */
     lua_pushcclosure(L, multi_finished, 1);
     lua_setfield(L, -2, "finished");
     lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    lua_pop(L, 1);                                    /* codec, cm (client methods) */
+    /* the client's methods this file implements: batch uses the client's buffers
+     * across Lua API calls (the client's busy guard runs it); multi does not */
+    lua_pushcfunction(L, client_multi);
+    lua_setfield(L, client_methods, "multi");
+    for (i = 0; i < CALYPSO_JSON_UPVALUES; i++)       /* prepare and finish use the codec */
+        lua_pushvalue(L, codec + i);
+    lua_pushcclosure(L, client_batch, CALYPSO_JSON_UPVALUES);
+    calypso_client_set_guarded(L, "batch");
 }

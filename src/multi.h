@@ -1,4 +1,5 @@
-/* multi.h: many calls in flight at once over one libcurl multi handle. */
+/* multi.h: many calls in flight at once over one libcurl multi handle: the
+ * multi object (client:multi) and client:batch. */
 #ifndef CALYPSO_MULTI_H
 #define CALYPSO_MULTI_H
 
@@ -6,13 +7,9 @@
 
 typedef struct calypso_multi calypso_multi;
 
-/* Frees a multi state and every transfer in it; NULL is fine. */
-void calypso_multi_free(calypso_multi *m);
-/* Registers the multi metatable; expects the json codec (2 values) on top and leaves it. */
+/* Registers the multi metatable and adds multi and batch to the client's
+ * methods; expects the json codec (2 values) then the client method table
+ * (calypso_client_register) on top, and leaves them. */
 void calypso_multi_register(lua_State *L);
-/* client:multi() -> a multi object for non-blocking calls (game loops). */
-int calypso_client_multi(lua_State *L);
-/* client:batch(calls [, max_in_flight]) -> results, in order. */
-int calypso_client_batch(lua_State *L);
 
 #endif

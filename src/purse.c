@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "json.h"
 #include "multi.h"
+#include "request.h"
 #include "sign.h"
 
 /* purse.sign(secret, body) -> lowercase hex HMAC-SHA512. */
@@ -126,8 +127,9 @@ __attribute__((visibility("default"))) int luaopen_calypso_purse(lua_State *L)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return luaL_error(L, "calypso.purse: curl_global_init failed");
     calypso_json_push_codec(L);                      /* enc, dec, msgh */
-    calypso_client_register(L);
-    calypso_multi_register(L);
+    calypso_client_register(L);                      /* enc, dec, msgh, client methods */
+    calypso_multi_register(L);                       /* adds multi and batch */
+    lua_pop(L, 1);                                   /* enc, dec, msgh */
     luaL_newmetatable(L, SCRATCH_MT);
     lua_pushcfunction(L, scratch_gc);
     lua_setfield(L, -2, "__gc");
