@@ -288,6 +288,7 @@ void calypso_http_setup(calypso_http *h, const char *url, const char *body, size
     h->status = 0;
     h->sent_bytes = 0;
     h->tls_noted = 0;
+    h->tls = NULL;   /* a session noted by a transfer that was never collected is gone */
     h->attempts = 0;
     h->errbuf[0] = h->date[0] = h->retry_after[0] = '\0';
     set_url(h, url);

@@ -79,6 +79,30 @@ static void redact_userinfo(char *s)
     }
 }
 
+/* Masks with '*' every copy of the proxy's credentials (what its URL holds
+ * before the last '@', scheme aside) in the line s, and a copy the line cuts
+ * short at its end: libcurl echoes a proxy it cannot use whole, and a
+ * password may hold '/', quotes or spaces, or come without a scheme, where
+ * redact_userinfo cannot tell where it ends. */
+static void mask_proxy_credentials(char *s, const char *proxy)
+{
+    const char *cred, *at, *p;
+    size_t n, len, i;
+    if (proxy == NULL || (at = strrchr(proxy, '@')) == NULL)
+        return;
+    p = strstr(proxy, "://");
+    cred = p != NULL && p < at ? p + 3 : proxy;
+    n = (size_t)(at - cred);
+    len = strlen(s);
+    for (i = 0; n > 0 && i < len; i++) {
+        size_t k = len - i < n ? len - i : n;   /* the whole copy, or the line's tail */
+        if (memcmp(s + i, cred, k) == 0) {
+            memset(s + i, '*', k);
+            i += k - 1;
+        }
+    }
+}
+
 /* Reads a string field of the table on top into dst (cleaned); 1 if present. */
 static int get_text(lua_State *L, const char *name, char *dst, size_t dstlen)
 {
@@ -152,6 +176,7 @@ int calypso_request_finish(lua_State *L, calypso_client *c, const calypso_endpoi
     if (r->kind != NULL) {
         f.kind = r->kind;
         calypso_clean_line(r->detail, strlen(r->detail), reason, sizeof reason);
+        mask_proxy_credentials(reason, c->proxy);
         redact_userinfo(reason);
         if (strcmp(r->kind, "too_large") == 0)
             snprintf(msg, sizeof msg, "response body larger than max_response_size (%zu bytes)",

@@ -1,4 +1,4 @@
--- review5: a keep-alive HTTPS server for the stale-SSL* specs. Per request (by customerId):
+-- A keep-alive HTTPS server for the stale-SSL* specs. Per request (by customerId):
 --   "...0005" (STALL): head with Content-Length 4096 and 16 bytes of body, then nothing more
 --                      (the connection is kept open, never read again);
 --   "...0006" (SLOW):  an empty 200 answer after 1 s;

@@ -1,4 +1,4 @@
--- review5: proxy passwords that redact_userinfo (request.c) does not hide. libcurl echoes the
+-- From a hostile review: proxy passwords a URL-shaped redaction alone would not hide. libcurl echoes the
 -- whole proxy string ("Unsupported proxy syntax in '<proxy>'"); redact_userinfo only masks
 -- text between "://" and an '@' reached before ' ', '\'', '"', '/' or the end of the line. So
 -- the password shows when the proxy has no scheme (libcurl accepts "user:pw@host"), when the
@@ -17,7 +17,7 @@ local function message(proxy)
    return msg .. "\n" .. tostring(b[1].message)
 end
 
-describe("review5: proxy credentials in libcurl's error text", function()
+describe("proxy credentials in libcurl's error text", function()
    for name, proxy in pairs{
       no_scheme = "user:" .. PW .. "@[bad",
       slash = "http://user:" .. PW .. "/x@127.0.0.1:1",

@@ -1,5 +1,5 @@
 -- luacheck: ignore bomb i t
--- review5: child for spec/review5_stale_tls_spec.lua (run under valgrind). args: base_url ca_file
+-- Child for spec/stale_tls_session_spec.lua (run under valgrind). args: base_url ca_file
 -- Needs a runtime where a finalizer's error propagates (5.1-5.3, LuaJIT).
 local purse = require "calypso.purse"
 local socket = require "socket"
