@@ -2,19 +2,15 @@
 -- connection the parent still uses, because libcurl closes it before any calypso_conns_check.
 -- Every child stops itself: alarm(30) and _exit.
 local purse = require "calypso.purse"
-local mock = require "calypso.mock"
-local tls = require "support.tls"
+local helpers = require "support.helpers"
 local tcp_peers = require "support.tcp_peers"
 local socket = require "socket"
 local unistd = require "support.forker"
 
-local certs, servers = nil, {}
+local servers   -- helpers.mock_pair(): .http, .https, .options
 
 local function client(server)
-   local o = mock.client_options(server)
-   o.timeout = 5
-   if server.tls then o.ca_file = certs.ca end
-   return purse.new(o)
+   return purse.new(servers.options(server))
 end
 
 local function wait(m, n, secs)
@@ -23,16 +19,8 @@ local function wait(m, n, secs)
    return m:done(n)
 end
 
-setup(function()
-   certs = tls.make()
-   servers.http = mock.start()
-   servers.https = mock.start{ tls = certs.server }
-end)
-
-teardown(function()
-   for _, s in pairs(servers) do s:stop() end
-   tls.remove(certs)
-end)
+setup(function() servers = helpers.mock_pair() end)
+teardown(function() servers.stop() end)
 
 -- ends: how the child lets go of the inherited multi
 local ends = {

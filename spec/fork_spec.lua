@@ -5,8 +5,7 @@
 -- fork, _exit, alarm and waitpid come from spec/support/forker. The child stops itself: alarm(60), every loop
 -- bounded in count and time, and _exit (never busted's teardown).
 local purse = require "calypso.purse"
-local mock = require "calypso.mock"
-local tls = require "support.tls"
+local helpers = require "support.helpers"
 local tcp_peers = require "support.tcp_peers"
 local socket = require "socket"
 local unistd = require "support.forker"
@@ -14,7 +13,7 @@ local pwait = unistd.waitpid
 
 local N = 100          -- calls per process
 local BUDGET = 30      -- seconds a process may spend on its N calls
-local certs, servers = nil, {}
+local servers   -- helpers.mock_pair(): .http, .https, .options
 
 -- A summary of `calls` answers; `one(i)` makes call i and returns the id it expected and
 -- what came back (result or nil, msg).
@@ -62,10 +61,7 @@ local function both(work)
 end
 
 local function client(server)
-   local o = mock.client_options(server)
-   o.timeout = 5
-   if server.tls then o.ca_file = certs.ca end
-   return purse.new(o)
+   return purse.new(servers.options(server))
 end
 
 -- Two customers: one for the parent, one for the child.
@@ -82,16 +78,8 @@ local function expect_own(mine, theirs)
    assert.are.equal(want, theirs)
 end
 
-setup(function()
-   certs = tls.make()
-   servers.http = mock.start()
-   servers.https = mock.start{ tls = certs.server }
-end)
-
-teardown(function()
-   for _, s in pairs(servers) do s:stop() end
-   tls.remove(certs)
-end)
+setup(function() servers = helpers.mock_pair() end)
+teardown(function() servers.stop() end)
 
 for _, scheme in ipairs({ "http", "https" }) do
    describe("fork over " .. scheme .. ":", function()

@@ -4,8 +4,7 @@
 -- over HTTP and HTTPS, for plain calls, client:batch and client:multi. And a connection
 -- that has nothing waiting is still reused (keep-alive is not given up to get there).
 local purse = require "calypso.purse"
-local mock = require "calypso.mock"
-local tls = require "support.tls"
+local helpers = require "support.helpers"
 local tcp_peers = require "support.tcp_peers"
 local socket = require "socket"
 
@@ -14,13 +13,10 @@ local JUNK_BODY = '{"id":"' .. JUNK_ID .. '","email":"junk@example.com"}'
 local JUNK = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
    .. #JUNK_BODY .. "\r\nConnection: keep-alive\r\n\r\n" .. JUNK_BODY
 local CALLS = 10
-local certs, servers = nil, {}
+local servers   -- helpers.mock_pair(): .http, .https, .options
 
 local function client(server)
-   local o = mock.client_options(server)
-   o.timeout = 5
-   if server.tls then o.ca_file = certs.ca end
-   return purse.new(o)
+   return purse.new(servers.options(server))
 end
 
 -- Makes the customers, then arms the fault on a read whose answer is followed by junk.
@@ -48,16 +44,8 @@ local function check(call, a, b)
    assert.are.equal(("own "):rep(CALLS - 1) .. "own", text)
 end
 
-setup(function()
-   certs = tls.make()
-   servers.http = mock.start()
-   servers.https = mock.start{ tls = certs.server }
-end)
-
-teardown(function()
-   for _, s in pairs(servers) do s:stop() end
-   tls.remove(certs)
-end)
+setup(function() servers = helpers.mock_pair() end)
+teardown(function() servers.stop() end)
 
 for _, scheme in ipairs({ "http", "https" }) do
    describe("an unsolicited response over " .. scheme .. ":", function()

@@ -6,20 +6,15 @@
 -- (retries on) and client:batch / client:multi.
 local purse = require "calypso.purse"
 local calypso = require "calypso"
-local mock = require "calypso.mock"
-local tls = require "support.tls"
+local helpers = require "support.helpers"
 local tcp_peers = require "support.tcp_peers"
 local socket = require "socket"
 
-local certs, servers = nil, {}
+local servers   -- helpers.mock_pair(): .http, .https, .options
 local serial = 0
 
 local function options(server, extra)
-   local o = mock.client_options(server)
-   o.timeout = 5
-   if server.tls then o.ca_file = certs.ca end
-   for k, v in pairs(extra or {}) do o[k] = v end
-   return o
+   return servers.options(server, extra)
 end
 
 -- A unique e-mail per write, and how many requests carrying it the mock received.
@@ -44,16 +39,8 @@ local DEATHS = {
    { name = "reset unanswered (RST)", fault = { mode = "wire", data = "", after = "reset" }, plain = true },
 }
 
-setup(function()
-   certs = tls.make()
-   servers.http = mock.start{ request_log_size = 1000 }
-   servers.https = mock.start{ request_log_size = 1000, tls = certs.server }
-end)
-
-teardown(function()
-   for _, s in pairs(servers) do s:stop() end
-   tls.remove(certs)
-end)
+setup(function() servers = helpers.mock_pair{ request_log_size = 1000 } end)
+teardown(function() servers.stop() end)
 
 for _, scheme in ipairs({ "http", "https" }) do
    describe("writes over " .. scheme .. ":", function()

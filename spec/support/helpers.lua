@@ -54,4 +54,34 @@ function M.full_backlog()
    error("full_backlog: the accept queue never filled")
 end
 
+--- Two bundled mocks, over plain HTTP and over HTTPS with a local CA, for specs that run each
+-- case over both: pair.http, pair.https, pair.ca; pair.options(server [, extra]) gives client
+-- options for either (timeout 5 s, the CA for https); pair:stop() stops both and removes the CA.
+-- opts go to both mock.start calls.
+function M.mock_pair(opts)
+   local mock = require "calypso.mock"
+   local tls = require "support.tls"
+   local certs = tls.make()
+   local function start(extra)
+      local o = {}
+      for k, v in pairs(opts or {}) do o[k] = v end
+      for k, v in pairs(extra or {}) do o[k] = v end
+      return mock.start(o)
+   end
+   local pair = { http = start(), https = start{ tls = certs.server }, ca = certs.ca }
+   function pair.options(server, extra)
+      local o = mock.client_options(server)
+      o.timeout = 5
+      if server.tls then o.ca_file = certs.ca end
+      for k, v in pairs(extra or {}) do o[k] = v end
+      return o
+   end
+   function pair.stop()
+      pair.http:stop()
+      pair.https:stop()
+      tls.remove(certs)
+   end
+   return pair
+end
+
 return M
