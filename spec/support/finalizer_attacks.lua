@@ -7,30 +7,10 @@ local purse = require "calypso.purse"
 local M = {}
 local function out(k, v) io.write(k, "=", tostring(v), "\n") io.flush() end
 
--- A chain of garbage objects whose __gc makes the next one and runs `attack` when armed, under
--- an aggressive collector: some finalizer runs at most allocations inside the core.
+-- The attack runs once, from a finalizer (spec/support/gc_pressure.lua), when armed.
 local attack
-local mk
-local function fin()
-   mk()
+local function on_finalize()
    if attack then attack() end
-end
-mk = function()
-   if newproxy then   -- luacheck: ignore (5.1 and LuaJIT: __gc runs on userdata only)
-      local p = newproxy(true)
-      getmetatable(p).__gc = fin
-      return p
-   end
-   return setmetatable({}, { __gc = fin })
-end
-local function aggressive()
-   if _VERSION == "Lua 5.4" then
-      collectgarbage("incremental", 1, 1000, 0)
-   else
-      collectgarbage("setpause", 1)
-      collectgarbage("setstepmul", 1000)
-   end
-   for _ = 1, 200 do mk() end
 end
 
 local BASE = "http://127.0.0.1:9/" .. ("p"):rep(200)
@@ -153,7 +133,7 @@ scenarios.new_options_dropped = function()
 end
 
 function M.run(name)
-   aggressive()
+   require("support.gc_pressure").start(on_finalize)
    scenarios[name]()
    collectgarbage("restart")
    out("DONE", name)

@@ -15,7 +15,6 @@ local UNKNOWN = "00000000-0000-4000-8000-000000000000"
 local TRIES = tonumber(os.getenv("R_TRIES") or "") or (_VERSION == "Lua 5.2" and 2000 or 200)
 local opts = { key = os.getenv("R_KEY"), secret = os.getenv("R_SECRET"),
                account = os.getenv("R_ACCOUNT"), base_url = os.getenv("R_URL"), timeout = 10 }
-local newproxy = newproxy   -- luacheck: ignore (5.1 and LuaJIT: __gc runs on userdata only)
 
 local function pack(...) return { ... } end
 local function out(k, v) io.write(k, "=", tostring(v), "\n") end
@@ -23,9 +22,9 @@ local function out(k, v) io.write(k, "=", tostring(v), "\n") end
 local armed, when, raw        -- the attack, its trigger, whether it runs unprotected
 local fired, outcome = 0, nil
 
-local gc_object
-local function fin()
-   gc_object()
+-- Runs from a finalizer (spec/support/gc_pressure.lua): the armed attack, once, when its
+-- trigger says so.
+local function on_finalize()
    if armed and (when == nil or when()) then
       local a = armed
       armed = nil
@@ -37,24 +36,6 @@ local function fin()
          outcome = ok and "ok" or tostring(e)
       end
    end
-end
-gc_object = function()
-   if newproxy then
-      local p = newproxy(true)
-      getmetatable(p).__gc = fin
-      return p
-   end
-   return setmetatable({}, { __gc = fin })
-end
-
-local function aggressive()
-   if _VERSION == "Lua 5.4" then
-      collectgarbage("incremental", 1, 1000, 0)
-   else
-      collectgarbage("setpause", 1)
-      collectgarbage("setstepmul", 1000)
-   end
-   for _ = 1, 200 do gc_object() end
 end
 
 -- The core's methods (client and multi): an attack counts only while one of them is on the
@@ -241,7 +222,7 @@ scenarios.gc_error_in_decode = function()
 end
 
 function M.run(name)
-   aggressive()
+   require("support.gc_pressure").start(on_finalize)
    scenarios[name]()
    collectgarbage("restart")
    out("DONE", name)
