@@ -193,6 +193,48 @@ describe("calypso.new client:batch", function()
    end)
 end)
 
+describe("calypso.new client:batch connections", function()
+   local tcp_peers = require "support.tcp_peers"
+   it("stay alive from one batch to the next, as the core's batch keeps them", function()
+      local port = tonumber(server.url:match(":(%d+)$"))
+      local before, opened = nil, {}
+      local c = new_client{ on_event = function()   -- sampled while the calls are in flight
+         if before then
+            for _, p in ipairs(tcp_peers.new_since(before, port)) do opened[p] = true end
+         end
+      end }
+      local customers = make_customers(c, 6)
+      local calls = {}
+      for i = 1, 6 do calls[i] = { "get_customer", { customerId = customers[i].id } } end
+      server:config{ delay = 0.05 }   -- the calls overlap: several connections
+      for _, r in ipairs(c:batch(calls)) do assert.is_table(r.value) end
+      before = tcp_peers.to(port)
+      for _, r in ipairs(c:batch(calls)) do assert.is_table(r.value) end
+      server:config{ delay = 0 }
+      assert.are.same({}, opened)   -- not one new connection for the second batch
+      c:close()
+   end)
+
+   it("a batch started from a hook during another one runs on a multi of its own", function()
+      local setup_client = new_client()
+      local customers = make_customers(setup_client, 4)
+      setup_client:close()
+      local calls = {}
+      for i = 1, 4 do calls[i] = { "get_customer", { customerId = customers[i].id } } end
+      local inner, h
+      h = new_client{ on_event = function(ev)
+         if inner == nil and ev.op == "get_customer" then
+            inner = false
+            inner = h:batch{ { "get_customer", { customerId = customers[1].id } } }
+         end
+      end }
+      local outer = h:batch(calls)
+      for i = 1, 4 do assert.are.same({ value = customers[i] }, outer[i]) end
+      assert.are.same({ { value = customers[1] } }, inner)
+      h:close()
+   end)
+end)
+
 describe("calypso.new client:multi", function()
    it("retries dropped reads and hands each call its own answer once", function()
       local c = new_client()

@@ -535,6 +535,7 @@ local function take_core(m)
             m._waiting[#m._waiting + 1] = call
          end
       end
+      if m._closed then break end   -- an on_event hook closed the multi: its core is gone
    end
    return ended
 end
@@ -596,6 +597,7 @@ function Multi:poll(seconds)
          -- attempts the core finished already (one launched after its deadline is done at
          -- start, unsent), which may queue retries
          count = count + e + take_core(self)
+         if self._closed then break end
          for _, call in ipairs(self._waiting) do
             if next_due == nil or call.not_before < next_due then next_due = call.not_before end
          end
@@ -610,7 +612,7 @@ function Multi:poll(seconds)
             purse_sleep(wait)
          end
          count = count + take_core(self)
-         if count > 0 or now() >= stop then break end
+         if count > 0 or self._closed or now() >= stop then break end
       end
       return count
    end)
@@ -695,10 +697,10 @@ multi_mt.__tostring = function(self)
    return format("calypso multi (%d pending) over %s", self._pending, tostring(self._core))
 end
 
-local function new_multi(self, opts)
+local function new_multi(self, opts, core)
    return setmetatable({
-      _client = self, _core = self.core:multi(opts), _calls = {}, _by_core = {}, _waiting = {},
-      _done = {}, _done_head = 0, _done_tail = 0, _pending = 0, _next_id = 0,
+      _client = self, _core = core or self.core:multi(opts), _calls = {}, _by_core = {},
+      _waiting = {}, _done = {}, _done_head = 0, _done_tail = 0, _pending = 0, _next_id = 0,
    }, multi_mt)
 end
 
@@ -833,7 +835,16 @@ function Client:batch(calls, max_in_flight)
    local t, tname = pick_transport(self)
    local results, total = {}, #plan
    if t == self._curl then
-      local m = new_multi(self, { max_in_flight = cap })
+      -- One curl multi per client carries its batches, so that their connections stay alive
+      -- from one batch to the next (a multi per batch would open them all again). A batch
+      -- started while another runs (from an on_event hook) gets a multi of its own, and one
+      -- that ended by an error leaves its calls to a multi that is then dropped.
+      local shared = not self._batch_running
+      if shared and self._batch_core == nil then
+         self._batch_core = self.core:multi{ max_in_flight = 1024 }   -- the batch caps itself
+      end
+      local m = new_multi(self, { max_in_flight = cap }, shared and self._batch_core or nil)
+      if shared then self._batch_running = true end
       local index, next_i, left = {}, 1, total
       local ok, e = pcall(function()
          for _ = 1, 100000000 do
@@ -863,7 +874,15 @@ function Client:batch(calls, max_in_flight)
             end
          end
       end)
-      m:close()
+      if shared then
+         self._batch_running = false
+         if not ok then
+            self._batch_core = nil
+            m:close()
+         end
+      else
+         m:close()
+      end
       if not ok then error(e, 0) end
       return results
    end
@@ -976,6 +995,10 @@ function Client:close()
    check_self(self, "close")
    local t = self._ngx
    if t and t.close then t:close() end
+   if self._batch_core then
+      self._batch_core:close()
+      self._batch_core = nil
+   end
    self.core:close()
 end
 
