@@ -483,7 +483,10 @@ static int client_batch(lua_State *L)
     results = 4;                                   /* calls, plan, results */
 
     while (done < n) {
-        while (next <= n && m->running < max_in_flight) {
+        /* a call whose deadline passed is done at once, without going on the wire: its
+         * result is taken before the next starts, so finished calls never pile up past
+         * the slots a multi has */
+        while (next <= n && m->running < max_in_flight && m->done_head == NULL) {
             slot *s;
             lua_rawgeti(L, 3, 2 * next - 1);       /* results, op */
             lua_rawgeti(L, 3, 2 * next);           /* results, op, payload */
@@ -645,6 +648,10 @@ static int multi_poll(lua_State *L)
         calypso_argerror(L, 2, "poll", "seconds must be from 0 to 3600");
     if (u->busy)   /* a result is being built from one of the slots */
         return luaL_error(L, MULTI_BUSY);
+    /* a closed client's calls can never be collected (finished and result raise): say so,
+     * rather than let a `while m:pending() > 0 do m:poll(...) end` loop spin */
+    if (!calypso_client_usable(u->client))
+        return luaL_error(L, "calypso.purse: the client is closed");
     lua_pushinteger(L, drive(u->m, u->client, (int)(t * 1000)));
     return 1;
 }
@@ -707,8 +714,10 @@ static int multi_finished(lua_State *L)
 /* multi:pending() -> number of calls not finished yet (running or queued). */
 static int multi_pending(lua_State *L)
 {
-    calypso_multi *m = check_multi(L, "pending")->m;
-    lua_pushinteger(L, m->running + m->queued);
+    multi_ud *u = check_multi(L, "pending");
+    if (!calypso_client_usable(u->client))   /* see multi_poll */
+        return luaL_error(L, "calypso.purse: the client is closed");
+    lua_pushinteger(L, u->m->running + u->m->queued);
     return 1;
 }
 

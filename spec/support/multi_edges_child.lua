@@ -1,5 +1,5 @@
--- luacheck: no max line length, ignore 241 512
--- Child side of spec/review_multi_spec.lua (finalizer attacks on the multi machinery): runs one
+-- luacheck: ignore 241 512
+-- Child side of spec/multi_edges_spec.lua (finalizer attacks on the multi machinery): runs one
 -- scenario in its own interpreter so a crash fails the spec. The mock is given by R_URL, R_KEY,
 -- R_SECRET, R_ACCOUNT. Prints "key=value" lines, then "DONE=<name>".
 local purse = require "calypso.purse"
@@ -57,7 +57,12 @@ scenarios.poll_other_multi_in_batch = function()
       for i = 1, #calls do if not (r[i].value and r[i].value.id == cust.id) then bad = bad + 1 end end
       if fired > 0 then break end
    end
-   if _VERSION == "Lua 5.4" then collectgarbage("incremental", 200, 100, 13) else collectgarbage("setpause", 200) collectgarbage("setstepmul", 200) end
+   if _VERSION == "Lua 5.4" then
+      collectgarbage("incremental", 200, 100, 13)
+   else
+      collectgarbage("setpause", 200)
+      collectgarbage("setstepmul", 200)
+   end
    local got, t0 = 0, purse.now()
    while m:pending() > 0 and purse.now() - t0 < 20 do m:poll(0.5) end
    for _, res in m:finished() do if res and res.id == cust.id then got = got + 1 end end

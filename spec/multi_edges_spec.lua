@@ -1,7 +1,7 @@
--- luacheck: no max line length, ignore 241 512
--- review6: hostile review of the multi/batch machinery (src/multi.c, the Lua layer's Multi).
--- Tests marked FINDING fail on the reviewed snapshot (they state the behaviour a fix must give);
--- the others are attacks that held up.
+-- luacheck: ignore 241 512
+-- From a hostile review of the multi/batch machinery (src/multi.c, the Lua layer's Multi): a
+-- deadline passing in a core batch of more than 1024 calls, the calls of a closed client, an
+-- on_event hook closing the Lua multi mid-poll; and the attacks that held up.
 local purse = require "calypso.purse"
 local calypso = require "calypso"
 local mock = require "calypso.mock"
@@ -14,7 +14,7 @@ setup(function()
    server = mock.start{ request_log_size = 3000 }
    opts = mock.client_options(server)
    client = purse.new(opts)
-   cust = assert(client:create_customer{ email = "review6@example.com" })
+   cust = assert(client:create_customer{ email = "edges@example.com" })
 end)
 teardown(function()
    client:close()
@@ -28,10 +28,10 @@ end)
 local function copy(t) local r = {} for k, v in pairs(t) do r[k] = v end return r end
 
 describe("core client:batch and the 1024 slots", function()
-   -- FINDING: calls done at launch (deadline passed) do not count in m->running, so the start
+   -- calls done at launch (deadline passed) do not count in m->running, so the start
    -- loop of client_batch starts every remaining entry before collecting any: past 1024 it
    -- raises "cannot start another call", and the results of calls already sent are lost.
-   it("FINDING: a deadline that passes mid-batch of >1024 writes gives a result per entry", function()
+   it("a deadline that passes mid-batch of >1024 writes gives a result per entry", function()
       server:config{ delay = 0.2 }
       local n0 = #server:requests()
       local calls = {}
@@ -47,7 +47,7 @@ describe("core client:batch and the 1024 slots", function()
       assert.are.equal(false, r[1100].err.sent)             -- the tail expired unsent
    end)
 
-   it("FINDING: a deadline already passed gives 1100 'not sent' timeouts, not an error", function()
+   it("a deadline already passed gives 1100 'not sent' timeouts, not an error", function()
       local calls = {}
       for i = 1, 1100 do calls[i] = { "get_customer", { customerId = cust.id } } end
       client:deadline(purse.now() - 1)
@@ -60,28 +60,35 @@ describe("core client:batch and the 1024 slots", function()
 end)
 
 describe("core multi: queued calls of a closed client", function()
-   -- FINDING: launch_queued leaves queued calls queued once the client is closed; drive()
-   -- returns at once when nothing runs, so poll(seconds) never waits and pending() never
-   -- drops: `while m:pending() > 0 do m:poll(0.5) end` spins one core forever.
-   it("FINDING: poll(0.5) neither waits nor drains: pending stays above 0 forever", function()
+   -- From a hostile review: the calls of a closed client can never be collected (finished and
+   -- result raise), yet pending() counted them and poll(seconds) returned at once, so
+   -- `while m:pending() > 0 do m:poll(0.5) end` spun one core forever. Both now raise.
+   it("pending and poll raise 'the client is closed' instead of spinning", function()
       server:config{ delay = 0.3 }
       local c = purse.new(opts)
       local m = c:multi{ max_in_flight = 1 }
       for _ = 1, 3 do assert(m:start("get_customer", { customerId = cust.id })) end
       c:close()
-      local t0, polls = purse.now(), 0
-      while m:pending() > 0 and purse.now() - t0 < 1.5 and polls < 100000 do
-         m:poll(0.5)
-         polls = polls + 1
-      end
-      local pending = m:pending()
+      local polls, err = 0, nil
+      local ok = pcall(function()
+         while m:pending() > 0 and polls < 1000 do
+            local pok, e = pcall(m.poll, m, 0.5)
+            if not pok then err = e error(e, 0) end
+            polls = polls + 1
+         end
+      end)
       m:close()
-      assert.are.equal(0, pending, ("pending %d after %d polls in 1.5 s"):format(pending, polls))
+      server:config{ delay = 0 }
+      assert.is_false(ok)
+      assert.are.equal(0, polls)
+      assert.is_nil(err)   -- pending() raised first, before any poll
+      assert.has_error(function() m:pending() end)   -- closed multi: raises too
    end)
 end)
 
 describe("core multi: what held up", function()
-   it("max_in_flight = 1 with 1000 queued calls drains in order, every request signed, timestamps non-decreasing", function()
+   it("max_in_flight = 1 with 1000 queued calls drains in order, every request signed, "
+      .. "timestamps non-decreasing", function()
       local n0 = #server:requests()
       local m = client:multi{ max_in_flight = 1 }
       local ids = {}
@@ -106,7 +113,8 @@ describe("core multi: what held up", function()
       end
    end)
 
-   it("1024 calls not taken: start raises clearly; poll and finished go on; a taken slot is reused under a new id", function()
+   it("1024 calls not taken: start raises clearly; poll and finished go on; a taken slot is "
+      .. "reused under a new id", function()
       server:config{ delay = 0.2 }
       local m = client:multi{ max_in_flight = 4 }
       for _ = 1, 1024 do assert(m:start("get_customer", { customerId = cust.id })) end
@@ -123,7 +131,8 @@ describe("core multi: what held up", function()
       m:close()
    end)
 
-   it("a deadline passing while calls are queued: the running one times out (sent), queued ones expire unsent", function()
+   it("a deadline passing while calls are queued: the running one times out (sent), queued ones "
+      .. "expire unsent", function()
       server:config{ delay = 0.3 }
       local m = client:multi{ max_in_flight = 1 }
       client:deadline(purse.now() + 0.5)
@@ -157,9 +166,9 @@ describe("core multi: what held up", function()
 end)
 
 describe("the Lua layer's Multi", function()
-   -- FINDING (low): take_core() checks m._closed after a hook, but the core iterator's next
-   -- step raises "the multi is closed", so poll raises out of the caller's game loop.
-   it("FINDING: an on_event hook that closes the multi makes poll raise", function()
+   -- take_core() stops once a hook closed the multi (its core iterator is gone), and poll
+   -- returns instead of raising out of the caller's game loop.
+   it("an on_event hook that closes the multi does not make poll raise", function()
       local lm
       local o = copy(opts)
       o.on_event = function(ev) if lm and ev.op == "get_customer" then lm:close() end end
@@ -205,14 +214,14 @@ describe("the Lua layer's Multi", function()
    end)
 end)
 
--- Finalizer attacks, each in a child interpreter (spec/support/review_multi_child.lua).
+-- Finalizer attacks, each in a child interpreter (spec/support/multi_edges_child.lua).
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local function run(name)
    local vars = { R_URL = server.url, R_KEY = server.key, R_SECRET = server.secret,
                   R_ACCOUNT = server.account }
    local list = {}
    for k, v in pairs(vars) do list[#list + 1] = k .. "=" .. q(v) end
-   local code = ("package.path=%q package.cpath=%q require('support.review_multi_child').run(%q)")
+   local code = ("package.path=%q package.cpath=%q require('support.multi_edges_child').run(%q)")
       :format(package.path, package.cpath, name)
    local f = assert(io.popen(("env %s timeout -s KILL 90 %s -e %s 2>&1; echo EXIT=$?")
       :format(table.concat(list, " "), q(helpers.lua()), q(code))))
