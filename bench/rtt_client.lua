@@ -35,22 +35,7 @@ if kind == "module" then
    api.now = purse.now
    function api.new()
       local client = calypso.new{ key = key, secret = secret, account = ACCOUNT, base_url = base, ca_file = ca }
-      local c = {}
-      function c.call(op, payload)
-         local res, msg = client[op](client, payload)
-         return res, msg
-      end
-      function c.batch(calls)
-         local results = client:batch(calls)
-         for i = 1, #calls do
-            if not (results[i] and results[i].value) then
-               return nil, "batch call " .. i .. ": " .. tostring(results[i] and results[i].message)
-            end
-         end
-         return true
-      end
-      function c.close() client:close() end
-      return c
+      return require("bench.rtt_wrap")(client)
    end
 elseif kind == "peer" then
    local curl = require "curl"

@@ -37,22 +37,7 @@ function api.new()
                                ngx_options = { pool = ("rtt:%d:%d:%d"):format(ngx.worker.pid(),
                                                                              ngx.now() * 1000, pools),
                                                keepalive_timeout = 5 } }
-   local c = {}
-   function c.call(op, payload)
-      local res, msg = client[op](client, payload)
-      return res, msg
-   end
-   function c.batch(calls)
-      local results = client:batch(calls)
-      for i = 1, #calls do
-         if not (results[i] and results[i].value) then
-            return nil, "batch call " .. i .. ": " .. tostring(results[i] and results[i].message)
-         end
-      end
-      return true
-   end
-   function c.close() client:close() end
-   return c
+   return require("bench.rtt_wrap")(client)
 end
 
 local ok, lines = pcall(require("bench.rtt_cases"), case, n, max_seconds, api)
