@@ -1,6 +1,6 @@
--- Hostile-review cases (review2). These HELD (kept as regression guards), in the format of
+-- Cases from a hostile review of the cosocket reader. These held (kept as regression guards), in the format of
 -- spec/support/hostile_corpus.lua, replayed
--- through nginx by spec/review_nginx_spec.lua (and, where they are pure reader cases, through
+-- through nginx by spec/nginx_cpu_spec.lua (and, where they are pure reader cases, through
 -- the fake socket of spec/review_http1_spec.lua). install() appends them to the hostile
 -- corpus inside the hostile server's process, so that spec/support/hostile_server.lua can
 -- serve them unchanged.
