@@ -1,7 +1,7 @@
 -- Cases from a hostile review of the cosocket reader. These held (kept as regression guards), in the format of
 -- spec/support/hostile_corpus.lua, replayed
 -- through nginx by spec/nginx_cpu_spec.lua (and, where they are pure reader cases, through
--- the fake socket of spec/review_http1_spec.lua). install() appends them to the hostile
+-- the fake socket of spec/http1_edges_spec.lua). install() appends them to the hostile
 -- corpus inside the hostile server's process, so that spec/support/hostile_server.lua can
 -- serve them unchanged.
 --
