@@ -19,6 +19,7 @@ end
 
 function M.main(opts)
    local socket = require "socket"
+   local read_request = require "support.read_request"
    local ssl = opts.cert and require "ssl"
    local junk = opts.junk or ""
    local ctx
@@ -48,16 +49,7 @@ function M.main(opts)
    end
    local function serve(c)
       c:settimeout(2)
-      local line = c:receive("*l")
-      if not line then return drop(c) end
-      local len = 0
-      repeat
-         local h = c:receive("*l")
-         if not h then return drop(c) end
-         local n = h:lower():match("^content%-length:%s*(%d+)")
-         if n then len = tonumber(n) end
-      until h == ""
-      local body = len > 0 and c:receive(len) or ""
+      local body = read_request(c)
       if not body then return drop(c) end
       local id = body:match('"customerId"%s*:%s*"([^"]+)"') or "00000000-0000-4000-8000-000000000001"
       local out = '{"id":"' .. id .. '","email":"own@example.com"}'

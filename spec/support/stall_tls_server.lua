@@ -13,6 +13,7 @@ local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 function M.main(opts)
    local socket = require "socket"
+   local read_request = require "support.read_request"
    local ssl = require "ssl"
    local ctx = assert(ssl.newcontext{ mode = "server", protocol = "any", key = opts.key,
                                       certificate = opts.cert, options = { "all" } })
@@ -29,16 +30,7 @@ function M.main(opts)
    end
    local function serve(c)
       c:settimeout(2)
-      local line = c:receive("*l")
-      if not line then return drop(c) end
-      local len = 0
-      repeat
-         local h = c:receive("*l")
-         if not h then return drop(c) end
-         local n = h:lower():match("^content%-length:%s*(%d+)")
-         if n then len = tonumber(n) end
-      until h == ""
-      local body = len > 0 and c:receive(len) or ""
+      local body = read_request(c)
       if not body then return drop(c) end
       local id = body:match('"customerId"%s*:%s*"([^"]+)"')
       if id == M.STALL then
