@@ -104,10 +104,7 @@ setup(function()
 end)
 
 teardown(function()
-   if h then
-      h:stop()
-      os.execute("rm -rf " .. nginx.shell_quote(h.prefix))
-   end
+   if h then h:remove() end
    if server then server:stop() end
 end)
 

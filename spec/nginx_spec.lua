@@ -145,10 +145,7 @@ setup(function()
 end)
 
 teardown(function()
-   if h then
-      h:stop()
-      os.execute("rm -rf " .. nginx.shell_quote(h.prefix))
-   end
+   if h then h:remove() end
    if dns then dns:stop() end
    if server then server:stop() end
 end)
@@ -726,8 +723,7 @@ describe("the rock built for OpenResty's LuaJIT", function()
          assert.is_table(a.ngx.res)
          assert.are.same(a.curl.res, a.ngx.res)
       end)
-      h2:stop()
-      os.execute("rm -rf " .. nginx.shell_quote(h2.prefix))
+      h2:remove()
       assert(ok, err)
    end)
 end)

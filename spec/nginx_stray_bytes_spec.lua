@@ -83,7 +83,7 @@ setup(function()
    h = nginx.start{ lifetime = 120, server = HANDLER }
 end)
 teardown(function()
-   if h then h:stop() os.execute("rm -rf " .. nginx.shell_quote(h.prefix)) end
+   if h then h:remove() end
 end)
 
 local function two(first, pool)

@@ -204,6 +204,12 @@ function Handle:stop()
    return not alive(self.pid)
 end
 
+--- Stops nginx and removes its prefix directory (its config, logs and temp files).
+function Handle:remove()
+   self:stop()
+   run("rm -rf " .. shell_quote(self.prefix))
+end
+
 --- One HTTP request to this nginx; returns status, body, headers.
 function Handle:request(method, path, body, headers, timeout)
    local out = {}
